@@ -1,0 +1,330 @@
+"""Wires the stages together, owns the task group, and shuts down in reverse data-flow order.
+
+sources -> inbox -> processor (dedup, engine) -> writer (store) ; processor -> signal queue -> router
+-> outbox -> dispatcher -> sinks. On stop: sources stop -> inbox drains -> processor stops -> writer
+commits (posts with their cursors) -> engine state saved -> signals routed -> one last delivery pass
+-> sinks and store closed; all within `shutdown_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from harvester.alerts.dispatcher import Dispatcher
+from harvester.alerts.router import Router
+from harvester.alerts.sinks.base import Sink
+from harvester.clock import Clock, Sleep, SystemClock, real_sleep
+from harvester.config.loader import LoadedConfig
+from harvester.config.schema import Config
+from harvester.dedup import SeenSet
+from harvester.engine import Engine
+from harvester.health import HealthRegistry, SourceState
+from harvester.metrics import Metrics
+from harvester.models import Severity, Signal
+from harvester.pipeline import LatencyHook, Processor, drain
+from harvester.plugins import SINKS, SOURCES
+from harvester.queues import BoundedQueue, FullPolicy
+from harvester.sources.base import Envelope, SourceContext
+from harvester.store import Store
+from harvester.supervisor import Supervisor
+from harvester.writer import BatchWriter
+
+log = structlog.get_logger(__name__)
+
+ENGINE_STATE = "engine"
+SIGNAL_QUEUE_CAPACITY = 1000
+
+
+@dataclass
+class Hooks:
+    """Optional observers used by the benchmark and tests; the daemon runs without them."""
+
+    on_processed: LatencyHook | None = None
+    on_signal_latency: Callable[[float], None] | None = None
+    on_started: Callable[[App], None] | None = None
+
+
+class App:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+        hooks: Hooks | None = None,
+        exit_when_sources_finish: bool = False,
+    ) -> None:
+        self.loaded = loaded
+        self.config: Config = loaded.config
+        self.clock = clock or SystemClock()
+        self.sleep = sleep or real_sleep
+        self.rng = rng or random.Random()
+        self.hooks = hooks or Hooks()
+        self.exit_when_sources_finish = exit_when_sources_finish
+        self.metrics = Metrics()
+        self.health = HealthRegistry()
+        self.started = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.store: Store | None = None
+        self.processor: Processor | None = None
+        self.writer: BatchWriter | None = None
+        self.router: Router | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.engine: Engine | None = None
+        self.inbox: BoundedQueue[Envelope] | None = None
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    # -- building ---------------------------------------------------------------------------------
+    def _build_sinks(self) -> dict[str, Sink]:
+        sinks: dict[str, Sink] = {}
+        for sink_config in self.config.alerts.sinks:
+            sinks[sink_config.instance_name] = SINKS.get(sink_config.type).factory(sink_config)
+        return sinks
+
+    def _count_drop(self, envelope: Envelope) -> None:
+        self.metrics.posts_dropped.labels(envelope.source, "inbox").inc()
+        health = self.health.sources.get(envelope.source)
+        if health is not None:
+            health.dropped += 1
+
+    async def run(self) -> None:
+        cfg = self.config
+        store = self.store = await Store.open(cfg.db_path)
+        sinks: dict[str, Sink] = {}
+        try:
+            sinks = self._build_sinks()
+            for sink in sinks.values():
+                await sink.start()
+            await self._run_stages(store, sinks)
+        finally:
+            for sink in sinks.values():
+                with contextlib.suppress(Exception):
+                    await sink.close()
+            await store.close()
+
+    async def _run_stages(self, store: Store, sinks: dict[str, Sink]) -> None:
+        cfg = self.config
+        wall = self.clock.now().timestamp()
+        cursors = await store.load_cursors()
+        seen = SeenSet(cfg.dedup.capacity, cfg.dedup.ttl)
+        seen.load(await store.load_seen(wall - cfg.dedup.ttl, cfg.dedup.capacity))
+        engine = self.engine = Engine(cfg.rules, cfg.engine)
+        snapshot = await store.load_state(ENGINE_STATE)
+        restored = engine.restore(snapshot) if snapshot else 0
+
+        inbox = self.inbox = BoundedQueue[Envelope](cfg.inbox.capacity, cfg.inbox.when_full, self._count_drop)
+        signals = BoundedQueue[tuple[Signal, float]](SIGNAL_QUEUE_CAPACITY, FullPolicy.BLOCK)
+        writer = self.writer = BatchWriter(
+            store,
+            self.metrics,
+            max_posts=cfg.store.batch_max_posts,
+            max_delay=cfg.store.batch_max_delay,
+            sleep=self.sleep,
+            rng=random.Random(self.rng.random()),
+        )
+        processor = self.processor = Processor(
+            inbox=inbox,
+            seen=seen,
+            engine=engine,
+            writer=writer,
+            signals=signals,
+            metrics=self.metrics,
+            clock=self.clock,
+            event_time=cfg.engine.clock == "event",
+            store_posts=cfg.store.posts,
+            on_processed=self.hooks.on_processed,
+        )
+        dispatcher = self.dispatcher = Dispatcher(
+            store=store,
+            sinks=sinks,
+            config=cfg.alerts,
+            clock=self.clock,
+            sleep=self.sleep,
+            rng=random.Random(self.rng.random()),
+            metrics=self.metrics,
+        )
+        router = self.router = Router(
+            store=store,
+            sinks=[(s.instance_name, Severity(s.min_severity)) for s in cfg.alerts.sinks],
+            config=cfg.alerts,
+            clock=self.clock,
+            metrics=self.metrics,
+            queue=signals,
+            on_alerts=dispatcher.wake,
+            on_latency=self.hooks.on_signal_latency,
+        )
+        supervisors = self._build_supervisors(inbox, cursors)
+        log.info(
+            "harvester starting",
+            config=str(self.loaded.path) if self.loaded.path else None,
+            db=str(cfg.db_path),
+            sources=[s.ctx.name for s in supervisors],
+            rules=len(cfg.rules),
+            sinks=list(sinks),
+            resumed_cursors=len(cursors),
+            dedup_loaded=len(seen),
+            engine_rules_restored=restored,
+        )
+
+        async with asyncio.TaskGroup() as group:
+            stage_tasks = {
+                "processor": group.create_task(processor.run(), name="processor"),
+                "writer": group.create_task(writer.run(), name="writer"),
+                "router": group.create_task(router.run(), name="router"),
+                "dispatcher": group.create_task(dispatcher.run(), name="dispatcher"),
+                "housekeeping": group.create_task(self._housekeeping(), name="housekeeping"),
+            }
+            source_tasks = [group.create_task(s.run(), name=f"source:{s.ctx.name}") for s in supervisors]
+            self.started.set()
+            if self.hooks.on_started is not None:
+                self.hooks.on_started(self)
+            await self._wait_for_stop(source_tasks)
+            await self._drain(source_tasks, stage_tasks, inbox, signals)
+
+    def _build_supervisors(self, inbox: BoundedQueue[Envelope], cursors: dict[str, str]) -> list[Supervisor]:
+        supervisors = []
+        for index, source_config in enumerate(self.config.sources):
+            source = SOURCES.get(source_config.type).factory(source_config)
+            name = source_config.instance_name
+            received = self.metrics.posts_received.labels(name)
+            malformed = self.metrics.posts_malformed.labels(name)
+            ctx = SourceContext(
+                name=name,
+                put=inbox.put,
+                health=self.health.source(name, source_config.type),
+                clock=self.clock,
+                sleep=self.sleep,
+                rng=random.Random(self.rng.random() + index),
+                cursor=cursors.get(name),
+                on_malformed=lambda _name, c=malformed: c.inc(),
+                on_received=lambda _name, c=received: c.inc(),
+            )
+            supervisors.append(
+                Supervisor(source, ctx, on_restart=functools.partial(self._count_restart, name))
+            )
+        return supervisors
+
+    def _count_restart(self, source: str, reason: str) -> None:
+        self.metrics.source_restarts.labels(source, reason).inc()
+
+    async def _wait_for_stop(self, source_tasks: list[asyncio.Task[None]]) -> None:
+        if not (self.exit_when_sources_finish and source_tasks):
+            await self.stop_requested.wait()
+            return
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            await asyncio.wait([stop, *source_tasks], return_when=asyncio.FIRST_COMPLETED)
+            while not stop.done() and not all(t.done() for t in source_tasks):
+                await asyncio.wait(
+                    [stop, *[t for t in source_tasks if not t.done()]], return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            stop.cancel()
+
+    async def _drain(
+        self,
+        source_tasks: list[asyncio.Task[None]],
+        stages: dict[str, asyncio.Task[None]],
+        inbox: BoundedQueue[Envelope],
+        signals: BoundedQueue[tuple[Signal, float]],
+    ) -> None:
+        assert self.writer is not None and self.engine is not None and self.store is not None
+        assert self.dispatcher is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - loop.time())
+
+        log.info("harvester stopping", deadline_s=self.config.shutdown_timeout)
+        await _cancel(source_tasks, remaining())
+        for health in self.health.sources.values():
+            if health.state not in (SourceState.FAILED, SourceState.FINISHED):
+                health.set_state(SourceState.STOPPED, self.clock.now())
+        inbox_drained = await drain(inbox, remaining())
+        await _cancel([stages["processor"]], remaining())
+        try:
+            await asyncio.wait_for(self.writer.wait_idle(), remaining())
+        except TimeoutError:
+            log.error("store writes did not finish before the deadline; uncommitted posts will be re-read")
+        await _cancel([stages["writer"]], remaining())
+        await self.save_engine_state()
+        await drain(signals, remaining())
+        await _cancel([stages["router"], stages["dispatcher"], stages["housekeeping"]], remaining())
+        if remaining() > 0:
+            try:
+                await asyncio.wait_for(self.dispatcher.deliver_due(), remaining())
+            except TimeoutError:
+                log.warning(
+                    "alert delivery cut short by the shutdown deadline; undelivered alerts stay in the outbox"
+                )
+        log.info(
+            "harvester stopped",
+            inbox_drained=inbox_drained,
+            posts=self.processor.processed if self.processor else 0,
+        )
+
+    async def save_engine_state(self) -> None:
+        assert self.engine is not None and self.store is not None
+        await self.store.save_state(ENGINE_STATE, self.engine.snapshot(), self.clock.now().timestamp())
+
+    # -- periodic work ------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        cfg = self.config
+        last_stats = last_snapshot = last_prune = time.monotonic()
+        last_received = 0.0
+        tick = min(1.0, cfg.stats_interval)
+        while True:
+            await self.sleep(tick)
+            assert self.processor is not None and self.store is not None
+            self.processor.tick()
+            now = time.monotonic()
+            if now - last_stats >= cfg.stats_interval:
+                received = sum(h.posts for h in self.health.sources.values())
+                self._log_stats(received - last_received, now - last_stats)
+                last_stats, last_received = now, received
+            if now - last_snapshot >= cfg.store.snapshot_interval:
+                last_snapshot = now
+                await self.save_engine_state()
+            if now - last_prune >= cfg.store.prune_interval:
+                last_prune = now
+                pruned = await self.store.prune(
+                    self.clock.now().timestamp(), cfg.store.post_retention, cfg.dedup.ttl
+                )
+                if any(pruned.values()):
+                    log.info("store pruned", **pruned)
+
+    def _log_stats(self, received: float, seconds: float) -> None:
+        assert self.processor is not None and self.inbox is not None and self.router is not None
+        assert self.dispatcher is not None
+        log.info(
+            "pipeline",
+            posts_per_s=round(received / max(seconds, 1e-9), 1),
+            posts=sum(h.posts for h in self.health.sources.values()),
+            matched=self.processor.matched,
+            duplicates=self.processor.duplicates,
+            dropped=self.inbox.dropped,
+            malformed=sum(h.malformed for h in self.health.sources.values()),
+            inbox=self.inbox.qsize(),
+            signals=self.router.signals,
+            alerts_sent=self.dispatcher.delivered,
+            sources={h.name: h.state.value for h in self.health.sources.values()},
+        )
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], within: float) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(within, 0.01))

@@ -1,0 +1,178 @@
+"""The `harvester` command line: run, check-config, replay, bench, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harvester import __version__
+from harvester.config.loader import LoadedConfig, load_config
+from harvester.errors import ConfigError
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+
+def _config_or_exit(path: str | None) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+
+
+def _summary(loaded: LoadedConfig) -> str:
+    cfg = loaded.config
+    sources = ", ".join(f"{s.instance_name} ({s.type})" for s in cfg.sources) or "none"
+    sinks = ", ".join(f"{s.instance_name} ({s.type})" for s in cfg.alerts.sinks) or "none"
+    rules = ", ".join(r.name for r in cfg.rules) or "none"
+    return (
+        f"config ok: {loaded.path}\n"
+        f"  sources ({len(cfg.sources)}): {sources}\n"
+        f"  rules ({len(cfg.rules)}): {rules}\n"
+        f"  sinks ({len(cfg.alerts.sinks)}): {sinks}\n"
+        f"  database: {cfg.db_path}"
+    )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    print(_summary(_config_or_exit(args.config)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = _config_or_exit(args.config)
+    from harvester.app import App
+    from harvester.logging import configure_logging
+
+    configure_logging(loaded.config.log.level, loaded.config.log.format, loaded.secrets)
+
+    async def main() -> None:
+        app = App(loaded)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.request_stop)
+        await app.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _parse_speed(text: str) -> float | None:
+    if text in ("max", "inf"):
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive factor or 'max', got {text!r}") from None
+    if speed <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive factor or 'max', got {text!r}")
+    return speed
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    loaded = _config_or_exit(args.config)
+    from harvester.backtest import run_backtest
+    from harvester.models import Signal
+
+    config = loaded.config.model_copy(
+        update={"engine": loaded.config.engine.model_copy(update={"clock": "event"})}
+    )
+
+    def show(sig: Signal) -> None:
+        if args.json:
+            print(json.dumps(sig.to_json(), sort_keys=True), flush=True)
+        else:
+            print(
+                f"{sig.at.isoformat()}  {sig.rule:<16} {sig.kind:<14} {sig.severity.value:<8} {sig.summary}",
+                flush=True,
+            )
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"replay: file not found: {path}", file=sys.stderr)
+        return 66  # EX_NOINPUT
+    try:
+        result = run_backtest(path, config, speed=args.speed, on_signal=show)
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 65  # EX_DATAERR
+    days = result.replayed_seconds / 86400
+    print(
+        f"replayed {result.posts} posts ({result.matched} matched, {result.duplicates} duplicates, "
+        f"{result.malformed} malformed) over {days:.2f} days of event time: {len(result.signals)} signals",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harvester.bench import run_bench
+
+    figures = run_bench(posts=args.posts, seed=args.seed)
+    if args.json:
+        print(json.dumps(figures.as_json()))
+    else:
+        print(figures.as_text())
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"harvester {__version__} (Python {platform.python_version()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harvester", description="Real-time social-media monitoring daemon: spikes, sentiment, alerts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="config file (default: $HARVESTER_CONFIG, ./config/harvester.yaml, "
+            "/etc/harvester/harvester.yaml)",
+        )
+        return p
+
+    p = with_config(sub.add_parser("run", help="run the daemon until SIGTERM / Ctrl-C"))
+    p.set_defaults(func=cmd_run)
+    p = with_config(sub.add_parser("check-config", help="validate the config and rules, print a summary"))
+    p.set_defaults(func=cmd_check_config)
+    p = with_config(sub.add_parser("replay", help="backtest: run rules and detectors over a JSONL/CSV file"))
+    p.add_argument("file", help="posts to replay (.jsonl or .csv; see the README for the fields)")
+    p.add_argument(
+        "--speed",
+        type=_parse_speed,
+        default=None,
+        metavar="X",
+        help="pace by event time: 1 = real time, 60 = a minute per second, 'max' (default) = no pacing",
+    )
+    p.add_argument("--json", action="store_true", help="print each signal as one JSON object per line")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("bench", help="push synthetic posts through the real pipeline and print figures")
+    p.add_argument("--posts", type=int, default=200_000, help="how many posts (default 200000)")
+    p.add_argument("--seed", type=int, default=7, help="synthetic stream seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Prometheus metrics, one registry per app instance so tests and benchmarks never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.posts_received = Counter(
+            "harvester_posts_received_total",
+            "Posts emitted by a source into the inbox",
+            ["source"],
+            registry=r,
+        )
+        self.posts_malformed = Counter(
+            "harvester_posts_malformed_total",
+            "Payloads a source could not parse, skipped",
+            ["source"],
+            registry=r,
+        )
+        self.posts_dropped = Counter(
+            "harvester_posts_dropped_total", "Posts dropped by a full queue", ["source", "queue"], registry=r
+        )
+        self.dedup_hits = Counter("harvester_dedup_hits_total", "Posts dropped as already seen", registry=r)
+        self.posts_stored = Counter(
+            "harvester_posts_stored_total", "Posts committed to the store", registry=r
+        )
+        self.posts_matched = Counter(
+            "harvester_posts_matched_total", "Posts matching a rule", ["rule"], registry=r
+        )
+        self.source_restarts = Counter(
+            "harvester_source_restarts_total",
+            "Collector restarts by the supervisor",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.signals = Counter("harvester_signals_total", "Signals emitted", ["rule", "kind"], registry=r)
+        self.alerts_sent = Counter("harvester_alerts_sent_total", "Alerts delivered", ["sink"], registry=r)
+        self.alerts_failed = Counter(
+            "harvester_alerts_failed_total", "Failed delivery attempts", ["sink"], registry=r
+        )
+        self.alerts_dead = Counter(
+            "harvester_alerts_dead_lettered_total",
+            "Alerts moved to the dead-letter state",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_suppressed = Counter(
+            "harvester_alerts_suppressed_total",
+            "Signals not alerted because of a cooldown",
+            ["rule"],
+            registry=r,
+        )
+        self.queue_depth = Gauge("harvester_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
+        self.store_errors = Counter(
+            "harvester_store_errors_total", "Failed store writes, retried", registry=r
+        )
+        self.post_to_signal = Histogram(
+            "harvester_post_to_signal_seconds",
+            "Time from a post entering the inbox to the signal it triggered",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
