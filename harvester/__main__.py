@@ -2,4 +2,5 @@ import sys
 
 from harvester.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # sentiment workers are spawned and must not run the CLI again
+    sys.exit(main())

@@ -26,6 +26,7 @@ from harvester.config.loader import LoadedConfig
 from harvester.config.schema import Config
 from harvester.dedup import SeenSet
 from harvester.engine import Engine
+from harvester.engine.sentiment_pool import SentimentPool, default_workers
 from harvester.health import HealthRegistry, SourceState
 from harvester.metrics import Metrics
 from harvester.models import Severity, Signal
@@ -81,6 +82,7 @@ class App:
         self.dispatcher: Dispatcher | None = None
         self.engine: Engine | None = None
         self.inbox: BoundedQueue[Envelope] | None = None
+        self.sentiment = SentimentPool(0)
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -101,8 +103,11 @@ class App:
     async def run(self) -> None:
         cfg = self.config
         store = self.store = await Store.open(cfg.db_path)
+        workers = cfg.engine.sentiment_workers
+        self.sentiment = SentimentPool(default_workers() if workers == "auto" else workers)
         sinks: dict[str, Sink] = {}
         try:
+            self.sentiment.start()
             sinks = self._build_sinks()
             for sink in sinks.values():
                 await sink.start()
@@ -111,6 +116,7 @@ class App:
             for sink in sinks.values():
                 with contextlib.suppress(Exception):
                     await sink.close()
+            self.sentiment.close()
             await store.close()
 
     async def _run_stages(self, store: Store, sinks: dict[str, Sink]) -> None:
@@ -137,6 +143,7 @@ class App:
             inbox=inbox,
             seen=seen,
             engine=engine,
+            sentiment=self.sentiment,
             writer=writer,
             signals=signals,
             metrics=self.metrics,
@@ -180,6 +187,7 @@ class App:
         async with asyncio.TaskGroup() as group:
             stage_tasks = {
                 "processor": group.create_task(processor.run(), name="processor"),
+                "detectors": group.create_task(processor.finish(), name="detectors"),
                 "writer": group.create_task(writer.run(), name="writer"),
                 "router": group.create_task(router.run(), name="router"),
                 "dispatcher": group.create_task(dispatcher.run(), name="dispatcher"),
@@ -197,8 +205,6 @@ class App:
         for index, source_config in enumerate(self.config.sources):
             source = SOURCES.get(source_config.type).factory(source_config)
             name = source_config.instance_name
-            received = self.metrics.posts_received.labels(name)
-            malformed = self.metrics.posts_malformed.labels(name)
             ctx = SourceContext(
                 name=name,
                 put=inbox.put,
@@ -207,13 +213,15 @@ class App:
                 sleep=self.sleep,
                 rng=random.Random(self.rng.random() + index),
                 cursor=cursors.get(name),
-                on_malformed=lambda _name, c=malformed: c.inc(),
-                on_received=lambda _name, c=received: c.inc(),
+                on_malformed=self._count_malformed,
             )
             supervisors.append(
                 Supervisor(source, ctx, on_restart=functools.partial(self._count_restart, name))
             )
         return supervisors
+
+    def _count_malformed(self, source: str) -> None:
+        self.metrics.posts_malformed.labels(source).inc()
 
     def _count_restart(self, source: str, reason: str) -> None:
         self.metrics.source_restarts.labels(source, reason).inc()
@@ -240,6 +248,7 @@ class App:
         signals: BoundedQueue[tuple[Signal, float]],
     ) -> None:
         assert self.writer is not None and self.engine is not None and self.store is not None
+        assert self.processor is not None
         assert self.dispatcher is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.shutdown_timeout
@@ -252,8 +261,8 @@ class App:
         for health in self.health.sources.values():
             if health.state not in (SourceState.FAILED, SourceState.FINISHED):
                 health.set_state(SourceState.STOPPED, self.clock.now())
-        inbox_drained = await drain(inbox, remaining())
-        await _cancel([stages["processor"]], remaining())
+        inbox_drained = await drain(inbox, remaining()) and await drain(self.processor.jobs, remaining())
+        await _cancel([stages["processor"], stages["detectors"]], remaining())
         try:
             await asyncio.wait_for(self.writer.wait_idle(), remaining())
         except TimeoutError:

@@ -32,7 +32,8 @@ from harvester.config.schema import (
 )
 from harvester.engine.sentiment import SENTIMENT_MAX_CHARS, SentimentScorer
 from harvester.logging import configure_logging
-from harvester.sources.synthetic import BRAND_KEYWORDS, TICKERS, SyntheticConfig
+from harvester.sources.synthetic import SyntheticConfig, SyntheticScenarios
+from harvester.sources.synthetic_text import BRAND_KEYWORDS, TICKERS
 
 
 @dataclass
@@ -124,9 +125,23 @@ def run_bench(posts: int = 200_000, seed: int = 7) -> BenchFigures:
             store=StoreConfig(snapshot_interval=3600, prune_interval=3600),
             engine=EngineConfig(
                 clock="event",
-                volume_spike=VolumeSpikeConfig(bucket=10, window_buckets=3, warmup_buckets=6, cooldown=300),
+                volume_spike=VolumeSpikeConfig(
+                    bucket=2, window_buckets=3, warmup_buckets=5, min_count=20, threshold=5, cooldown=20
+                ),
             ),
-            sources=[SyntheticConfig(name="bench", rate=2000, seed=seed, pace="max", limit=posts)],
+            sources=[
+                SyntheticConfig(
+                    name="bench",
+                    rate=2000,
+                    seed=seed,
+                    pace="max",
+                    limit=posts,
+                    # A scenario every 20 s of event time, so even a short run measures signal latency.
+                    scenarios=SyntheticScenarios(
+                        first_after=12, every=20, duration=10, kinds=["brand_crisis", "ticker_pump"]
+                    ),
+                )
+            ],
             rules=bench_rules(),
             stats_interval=3600,
         )

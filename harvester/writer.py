@@ -61,20 +61,24 @@ class BatchWriter:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    # -- called by the processor (no awaiting per post) ------------------------------------------
+    # -- called by the processor, once per inbox batch -------------------------------------------
     def add(
-        self, record: PostRecord | None, source: str, cursor: str | None, seen: tuple[str, float] | None
+        self,
+        records: list[PostRecord],
+        cursors: dict[str, str],
+        seen: list[tuple[str, float]],
+        items: int,
     ) -> None:
+        """Queue a processed inbox batch: its records, the newest cursor per source, the new uids."""
+        if items == 0:
+            return
         batch = self._pending
         if batch.items == 0:
             batch.started = time.monotonic()
-        batch.items += 1
-        if record is not None:
-            batch.records.append(record)
-        if cursor is not None:
-            batch.cursors[source] = cursor
-        if seen is not None:
-            batch.seen.append(seen)
+        batch.items += items
+        batch.records.extend(records)
+        batch.cursors.update(cursors)
+        batch.seen.extend(seen)
         self._idle.clear()
         self._has_data.set()
         if batch.items >= self.max_posts:

@@ -24,10 +24,23 @@ class FakeSleep:
         await asyncio.sleep(0)
 
 
-def make_post(n: int, text: str = "hello world", *, at: datetime | None = None, source: str = "test",
-              author: str | None = None, likes: int | None = None) -> Post:
+def make_post(
+    n: int,
+    text: str = "hello world",
+    *,
+    at: datetime | None = None,
+    source: str = "test",
+    author: str | None = None,
+    likes: int | None = None,
+) -> Post:
     when = at or T0 + timedelta(seconds=n)
     return Post(
-        uid=Post.make_uid(source, str(n)), source=source, native_id=str(n), author=author or f"user{n % 50}",
-        text=text, created_at=when, received_at=when, likes=likes,
+        uid=Post.make_uid(source, str(n)),
+        source=source,
+        native_id=str(n),
+        author=author or f"user{n % 50}",
+        text=text,
+        created_at=when,
+        received_at=when,
+        likes=likes,
     )

@@ -49,8 +49,17 @@ class ScriptedSink(Sink):
 def signal(n: int, rule: str = "acme", severity: Severity = Severity.HIGH) -> Signal:
     start = T0 + timedelta(minutes=n)
     return Signal(
-        id=Signal.make_id(rule, "volume_spike", start), rule=rule, kind="volume_spike", severity=severity,
-        at=start, window_start=start, window_end=start, observed=50, baseline=5, score=9, summary=f"spike {n}",
+        id=Signal.make_id(rule, "volume_spike", start),
+        rule=rule,
+        kind="volume_spike",
+        severity=severity,
+        at=start,
+        window_start=start,
+        window_end=start,
+        observed=50,
+        baseline=5,
+        score=9,
+        summary=f"spike {n}",
     )
 
 
@@ -61,17 +70,35 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-def build(store: Store, clock: ManualClock, sinks: dict[str, Sink], **alerts: float) -> tuple[Router, Dispatcher]:
+def build(
+    store: Store, clock: ManualClock, sinks: dict[str, Sink], **alerts: float
+) -> tuple[Router, Dispatcher]:
     config = AlertsConfig(**alerts)  # type: ignore[arg-type]
     metrics = Metrics()
-    dispatcher = Dispatcher(store=store, sinks=sinks, config=config, clock=clock, sleep=FakeSleep(clock),
-                            rng=random.Random(4), metrics=metrics)
-    router = Router(store=store, sinks=[(n, Severity(s.config.min_severity)) for n, s in sinks.items()],
-                    config=config, clock=clock, metrics=metrics, queue=BoundedQueue(10), on_alerts=dispatcher.wake)
+    dispatcher = Dispatcher(
+        store=store,
+        sinks=sinks,
+        config=config,
+        clock=clock,
+        sleep=FakeSleep(clock),
+        rng=random.Random(4),
+        metrics=metrics,
+    )
+    router = Router(
+        store=store,
+        sinks=[(n, Severity(s.config.min_severity)) for n, s in sinks.items()],
+        config=config,
+        clock=clock,
+        metrics=metrics,
+        queue=BoundedQueue(10),
+        on_alerts=dispatcher.wake,
+    )
     return router, dispatcher
 
 
-async def test_alert_is_in_the_outbox_before_delivery_and_delivered_once(store: Store, clock: ManualClock) -> None:
+async def test_alert_is_in_the_outbox_before_delivery_and_delivered_once(
+    store: Store, clock: ManualClock
+) -> None:
     sink = ScriptedSink("hook")
     router, dispatcher = build(store, clock, {"hook": sink})
     assert await router.route(signal(1))

@@ -76,7 +76,11 @@ def make_ctx(clock: ManualClock, sleep: FakeSleep) -> SourceContext:
         return True
 
     return SourceContext(
-        name="flaky", put=put, health=HealthRegistry().source("flaky", "test"), clock=clock, sleep=sleep,
+        name="flaky",
+        put=put,
+        health=HealthRegistry().source("flaky", "test"),
+        clock=clock,
+        sleep=sleep,
         rng=random.Random(1),
     )
 
@@ -91,7 +95,7 @@ async def test_supervisor_backs_off_exponentially_with_full_jitter(clock: Manual
     assert source.runs == 9
     assert ctx.health.reconnects == 8 and ctx.health.state is SourceState.FINISHED
     assert "ConnectionError: boom" in (ctx.health.last_error or "")
-    ceilings = [min(20.0, 2.0 ** n) for n in range(8)]
+    ceilings = [min(20.0, 2.0**n) for n in range(8)]
     for delay, ceiling in zip(sleep.calls, ceilings, strict=True):
         assert 0.25 <= delay <= max(ceiling, 0.25)
     assert len(set(sleep.calls)) == len(sleep.calls)  # jittered, not a fixed schedule

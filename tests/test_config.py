@@ -148,7 +148,10 @@ def test_check_config_exits_78_with_one_line(tmp_path: Path, content: str, expec
     path.write_text(content)
     done = subprocess.run(
         [sys.executable, "-m", "harvester", "check-config", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 78
     assert done.stdout == ""
@@ -159,8 +162,18 @@ def test_check_config_exits_78_with_one_line(tmp_path: Path, content: str, expec
 
 def test_check_config_prints_summary() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "harvester", "check-config", "--config", str(REPO / "config" / "harvester.yaml")],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "harvester",
+            "check-config",
+            "--config",
+            str(REPO / "config" / "harvester.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "sources (1)" in done.stdout and "rules (" in done.stdout and "sinks (1)" in done.stdout

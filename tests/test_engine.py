@@ -58,11 +58,19 @@ def test_sentiment_only_for_matched_posts() -> None:
     assert hit.rules == ("a",) and hit.sentiment is not None and hit.sentiment < -0.5
 
 
-SPIKE = VolumeSpikeConfig(bucket=10, window_buckets=3, warmup_buckets=6, min_count=8, threshold=4, cooldown=300)
+SPIKE = VolumeSpikeConfig(
+    bucket=10, window_buckets=3, warmup_buckets=6, min_count=8, threshold=4, cooldown=300
+)
 
 
-def feed(detector: VolumeSpikeDetector, start: float, seconds: int, per_second: float, rng: random.Random,
-         first_id: int = 0) -> list[tuple[float, object]]:
+def feed(
+    detector: VolumeSpikeDetector,
+    start: float,
+    seconds: int,
+    per_second: float,
+    rng: random.Random,
+    first_id: int = 0,
+) -> list[tuple[float, object]]:
     fired = []
     n = first_id
     for s in range(seconds):
@@ -70,7 +78,9 @@ def feed(detector: VolumeSpikeDetector, start: float, seconds: int, per_second: 
         for k in range(count):
             ts = start + s + k / (count + 1)
             n += 1
-            signal = detector.observe(ts, make_post(n, "acme", at=T0 + timedelta(seconds=ts - T0.timestamp())), 0.0)
+            signal = detector.observe(
+                ts, make_post(n, "acme", at=T0 + timedelta(seconds=ts - T0.timestamp())), 0.0
+            )
             if signal is not None:
                 fired.append((ts, signal))
     return fired
@@ -143,7 +153,13 @@ def test_engine_snapshot_round_trip_and_reload_keeps_unchanged_rules() -> None:
     assert other.restore(engine.snapshot()) == 2
     assert other.detectors["a"].mean == engine.detectors["a"].mean
     before = engine.detectors["a"]
-    engine.load_rules([rules[0], RuleConfig(name="b", keywords=["globex"], volume_spike=SPIKE.model_copy(
-        update={"threshold": 6.0}))])
+    engine.load_rules(
+        [
+            rules[0],
+            RuleConfig(
+                name="b", keywords=["globex"], volume_spike=SPIKE.model_copy(update={"threshold": 6.0})
+            ),
+        ]
+    )
     assert engine.detectors["a"] is before
     assert engine.detectors["b"].closed == 0

@@ -60,7 +60,7 @@ class Dispatcher:
             self._wake.clear()
             await self.deliver_due()
             next_at = await self.store.next_due_at()
-            waits = [asyncio.ensure_future(self._wake.wait())]
+            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
             if next_at is not None:
                 waits.append(
                     asyncio.ensure_future(self.sleep(max(0.0, next_at - self.clock.now().timestamp())))

@@ -149,7 +149,7 @@ def _validate_plugin(
             format_path(path), f"expected a mapping with a 'type' key, got {item!r}", doc.location(path)
         )
     kind = item.get("type")
-    if kind not in registry:
+    if not isinstance(kind, str) or kind not in registry:
         known = ", ".join(registry.names())
         raise ConfigError(
             format_path((*path, "type")),
@@ -181,10 +181,9 @@ def _load_rules_file(path: Path, env: Mapping[str, str]) -> tuple[list[RuleConfi
         raise ConfigError("rules_file", f"cannot read {path}: {exc.strerror}") from None
     doc = _YamlDocument(text, str(path))
     data, _substituted = substitute_env(doc.data, env, doc)
+    prefix: KeyPath = ()
     if isinstance(data, dict) and set(data) == {"rules"}:
         data, prefix = data["rules"], ("rules",)
-    else:
-        prefix = ()
     if not isinstance(data, list):
         raise ConfigError(
             "rules", f"{path} must hold a list of rules (or a mapping with the key 'rules')", str(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -82,6 +82,9 @@ class VolumeSpikeConfig(Strict):
 
 class EngineConfig(Strict):
     clock: Literal["wall", "event"] = "wall"
+    # Processes scoring sentiment beside the event loop; "auto" = 1 on a machine with 2+ cores, else 0
+    # (0 scores inline on the event loop's thread).
+    sentiment_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
     volume_spike: VolumeSpikeConfig = VolumeSpikeConfig()
     example_posts: PositiveInt = 3
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from harvester.config.schema import EngineConfig, RuleConfig
-from harvester.engine.rules import RuleMatcher
+from harvester.engine.rules import CompiledRule, RuleMatcher
 from harvester.engine.sentiment import SentimentScorer
 from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
@@ -20,9 +19,8 @@ from harvester.models import Post, Signal
 SNAPSHOT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the engine made of one post."""
+class Verdict(NamedTuple):
+    """What the engine made of one post (a NamedTuple: built once per post, on the hot path)."""
 
     rules: tuple[str, ...]
     sentiment: float | None
@@ -56,11 +54,14 @@ class Engine:
                 kept[rule.name] = VolumeSpikeDetector(rule.name, spike, self.config.example_posts)
         self.detectors = kept
 
-    def process(self, post: Post, now: float) -> Verdict:
-        matched = self.matcher.match(post)
-        if not matched:
-            return _NO_MATCH
-        sentiment = self.scorer.score(post.text)
+    def match(self, post: Post) -> list[CompiledRule]:
+        """The rules `post` matches (step one; sentiment is then scored for matched posts only)."""
+        return self.matcher.match(post)
+
+    def observe(
+        self, post: Post, matched: list[CompiledRule], sentiment: float | None, now: float
+    ) -> Verdict:
+        """Step two: feed a matched, scored post to its rules' detectors."""
         signals = []
         for rule in matched:
             detector = self.detectors.get(rule.name)
@@ -69,6 +70,13 @@ class Engine:
                 if signal is not None:
                     signals.append(signal)
         return Verdict(tuple(rule.name for rule in matched), sentiment, tuple(signals))
+
+    def process(self, post: Post, now: float) -> Verdict:
+        """Match, score and observe in one call (replays and tests; the daemon splits the steps)."""
+        matched = self.matcher.match(post)
+        if not matched:
+            return _NO_MATCH
+        return self.observe(post, matched, self.scorer.score(post.text), now)
 
     def tick(self, now: float) -> list[Signal]:
         """Let time pass with no posts: close buckets so quiet periods count as zeros."""

@@ -51,7 +51,6 @@ class SourceContext:
         rng: random.Random,
         cursor: str | None = None,
         on_malformed: Callable[[str], None] | None = None,
-        on_received: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.health = health
@@ -61,7 +60,6 @@ class SourceContext:
         self.cursor = cursor
         self._put = put
         self._on_malformed = on_malformed
-        self._on_received = on_received
         self._last_malformed_log = 0.0
 
     async def emit(self, post: Post, cursor: str | None = None) -> bool:
@@ -70,8 +68,6 @@ class SourceContext:
             self.cursor = cursor
         self.health.posts += 1
         self.health.last_post_at = post.received_at
-        if self._on_received is not None:
-            self._on_received(self.name)
         accepted = await self._put(Envelope(self.name, post, cursor, time.perf_counter()))
         if not accepted:
             self.health.dropped += 1

@@ -1,0 +1,432 @@
+"""`Store`: harvester's durable state in one SQLite database (posts, cursors, dedup set, signals,
+alert outbox, engine snapshots), reached through aiosqlite.
+
+Two contracts shape this module:
+
+- **Crash safety.** `write_batch` commits a batch's posts, the cursors that cover them and their
+  dedup entries in one transaction. After a `kill -9` the stored cursor never points past a post that
+  is not stored, so the daemon resumes without losing anything; a rewind that re-delivers posts is
+  absorbed by the `uid` primary key, so nothing is stored or counted twice.
+- **One connection, serialised.** aiosqlite runs the connection in a worker thread and executes calls
+  in order, but an explicit transaction spans several calls, so two coroutines could interleave
+  statements inside each other's transaction. Every operation therefore holds `_lock`. Reads hold it
+  too: on a shared connection a read in the middle of someone's transaction would see its
+  uncommitted rows (say an outbox row that a failing COMMIT then takes back).
+
+Write operations run shielded from cancellation: once started, a transaction runs to COMMIT or
+ROLLBACK even if its caller is cancelled (shutdown does this), instead of stopping between two
+statements with the transaction left open on the shared connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from harvester.errors import StoreError
+from harvester.models import Alert, Signal
+from harvester.store.connection import DEFAULT_BUSY_TIMEOUT, connect, rollback_quietly, store_errors
+from harvester.store.files import create_private_file, ensure_private_dir, make_files_private
+from harvester.store.migrations import apply_migrations
+from harvester.store.records import (
+    OUTBOX_COLUMNS,
+    POST_COLUMNS,
+    OutboxEntry,
+    PostRecord,
+    outbox_entry_from_row,
+    post_dict,
+    post_row,
+    signal_from_row,
+    signal_row,
+)
+
+T = TypeVar("T")
+Work = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+# Rows deleted per statement (and transaction) by `prune`: small enough that the write lock is
+# released every few milliseconds, so ingestion never stalls behind retention.
+PRUNE_CHUNK = 5_000
+
+OUTBOX_STATUSES = ("pending", "delivered", "dead")
+
+# `ON CONFLICT (key) DO NOTHING` rather than `INSERT OR IGNORE`: both skip a row whose key is already
+# stored, but OR IGNORE would also silently skip a row that breaks any other constraint (a NULL in a
+# NOT NULL column), losing data without an error. Here only the duplicate key is forgiven.
+_INSERT_POST = (
+    f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' for _ in POST_COLUMNS)}) "
+    "ON CONFLICT (uid) DO NOTHING"
+)
+_UPSERT_CURSOR = (
+    "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at"
+)
+_INSERT_SEEN = "INSERT INTO seen (uid, seen_at) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING"
+_INSERT_SIGNAL = (
+    "INSERT INTO signals (id, rule, kind, severity, at, payload) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (key, sink, signal_id, payload, status, attempts, next_attempt_at, created_at, "
+    "updated_at, last_error, delivered_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, NULL, NULL) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+_SELECT_OUTBOX = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"
+_SELECT_POSTS = f"SELECT {', '.join('p.' + c for c in POST_COLUMNS)} FROM posts AS p"
+
+# What `prune` deletes: (table, condition on the row, which cutoff applies). The table names and
+# conditions are constants of this module, never user input, so formatting them into SQL is safe.
+_PRUNE_PLAN = (
+    ("posts", "received_at < ?", "retention"),
+    ("seen", "seen_at < ?", "seen"),
+    ("outbox", "status = 'delivered' AND delivered_at < ?", "retention"),
+    ("signals", "at < ?", "retention"),
+)
+
+
+class Store:
+    """The store. Create it with `await Store.open(path)` and `await store.close()` it at shutdown."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        """Use `Store.open`: it prepares the file, the connection and the schema."""
+        self.path = path
+        self.prune_chunk = PRUNE_CHUNK
+        self._db = db
+        self._lock = asyncio.Lock()
+        self._closed = False
+        # Strong references to shielded write tasks: a task whose caller was cancelled must not be
+        # garbage-collected half-way through its transaction.
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+        """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+        A directory created for it gets mode 0700, the file 0600 from the moment it exists, and the
+        WAL sidecar files 0600. Raises `StoreError` if the file cannot be created or opened, is not a
+        database, or was written by a newer harvester.
+        """
+        path = Path(path)
+        try:
+            ensure_private_dir(path.parent)
+            create_private_file(path)
+        except OSError as exc:
+            raise StoreError(f"store: cannot create {path}: {exc}") from exc
+        with store_errors(f"opening {path}"):
+            db = await connect(path, busy_timeout)
+        try:
+            with store_errors(f"migrating {path}"):
+                await apply_migrations(db)
+            make_files_private(path)
+        except OSError as exc:
+            await db.close()
+            raise StoreError(f"store: cannot restrict permissions of {path}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        """Close the connection after the operations already queued have finished. Idempotent."""
+        if self._closed:
+            return
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                with store_errors("close"):
+                    # Cheap, and keeps the query planner's statistics current for the next run.
+                    await self._db.execute("PRAGMA optimize")
+            finally:
+                await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def _open_connection(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise StoreError("store: the store is closed")
+        return self._db
+
+    async def _shielded(self, operation: Awaitable[T]) -> T:
+        """Await `operation` in its own task that the caller's cancellation does not interrupt."""
+        task = asyncio.ensure_future(operation)
+        self._inflight.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here so an abandoned task's error is not logged as lost
+
+    async def _transaction(self, operation: str, work: Work[T]) -> T:
+        """Run `work` inside BEGIN IMMEDIATE … COMMIT; on any failure roll everything back."""
+
+        async def run() -> T:
+            async with self._lock:
+                db = self._open_connection()
+                with store_errors(operation):
+                    await db.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = await work(db)
+                        await db.execute("COMMIT")
+                    except BaseException:
+                        await rollback_quietly(db)
+                        raise
+                    return result
+
+        return await self._shielded(run())
+
+    async def _execute(self, operation: str, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement (atomic on its own, no explicit transaction); return rowcount."""
+
+        async def run() -> int:
+            async with self._lock:
+                db = self._open_connection()
+                with store_errors(operation):
+                    cursor = await db.execute(sql, params)
+                    return cursor.rowcount
+
+        return await self._shielded(run())
+
+    async def _fetch(self, operation: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            db = self._open_connection()
+            with store_errors(operation):
+                return list(await db.execute_fetchall(sql, params))
+
+    # --------------------------------------------------------------------------- posts and cursors
+
+    async def write_batch(
+        self,
+        records: Sequence[PostRecord],
+        cursors: Mapping[str, str],
+        seen: Sequence[tuple[str, float]],
+    ) -> int:
+        """Store posts, move source cursors and record dedup entries, all in one transaction.
+
+        Returns how many posts were new: a uid already stored (or repeated in the batch) is ignored.
+        If anything fails, nothing of the batch is committed and `StoreError` is raised.
+        """
+        post_rows = [post_row(record) for record in records]
+        now = time.time()
+        cursor_rows = [(source, cursor, now) for source, cursor in cursors.items()]
+        seen_rows = list(seen)
+
+        async def work(db: aiosqlite.Connection) -> int:
+            inserted = 0
+            if post_rows:
+                inserted = (await db.executemany(_INSERT_POST, post_rows)).rowcount
+            if cursor_rows:
+                await db.executemany(_UPSERT_CURSOR, cursor_rows)
+            if seen_rows:
+                await db.executemany(_INSERT_SEEN, seen_rows)
+            return inserted
+
+        return await self._transaction("write_batch", work)
+
+    async def load_cursors(self) -> dict[str, str]:
+        rows = await self._fetch("load_cursors", "SELECT source, cursor FROM cursors")
+        return {row["source"]: row["cursor"] for row in rows}
+
+    async def load_seen(self, newer_than: float, limit: int) -> list[tuple[str, float]]:
+        """The newest `limit` dedup entries with seen_at > newer_than, oldest first.
+
+        Oldest first so the dedup stage can rebuild its insertion-ordered set in its natural order.
+        """
+        rows = await self._fetch(
+            "load_seen",
+            "SELECT uid, seen_at FROM (SELECT rowid, uid, seen_at FROM seen WHERE seen_at > ? "
+            "ORDER BY seen_at DESC, rowid DESC LIMIT ?) ORDER BY seen_at ASC, rowid ASC",
+            (newer_than, limit),
+        )
+        return [(row["uid"], float(row["seen_at"])) for row in rows]
+
+    async def count_posts(self) -> int:
+        rows = await self._fetch("count_posts", "SELECT COUNT(*) FROM posts")
+        return int(rows[0][0])
+
+    async def post_uids(self) -> list[str]:
+        """Every stored uid, in insertion order (for tests and tools: it reads the whole table)."""
+        rows = await self._fetch("post_uids", "SELECT uid FROM posts ORDER BY rowid")
+        return [row["uid"] for row in rows]
+
+    async def fetch_posts(self, limit: int = 100, rule: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` posts (by received_at), optionally only those that matched `rule`.
+
+        Each post is a dict of the `posts` columns: times as epoch seconds, `rules` a list of names.
+        """
+        if rule is None:
+            rows = await self._fetch(
+                "fetch_posts", f"{_SELECT_POSTS} ORDER BY p.received_at DESC, p.rowid DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self._fetch(
+                "fetch_posts",
+                f"{_SELECT_POSTS} JOIN post_rules AS r ON r.uid = p.uid WHERE r.rule = ? "
+                "ORDER BY r.received_at DESC, r.uid DESC LIMIT ?",
+                (rule, limit),
+            )
+        return [post_dict(row) for row in rows]
+
+    # ----------------------------------------------------------------------------------- retention
+
+    async def prune(self, now: float, post_retention: float, seen_ttl: float) -> dict[str, int]:
+        """Delete what has aged out; return the number of rows deleted per table.
+
+        Posts, signals and delivered outbox rows older than `now - post_retention`, dedup entries
+        older than `now - seen_ttl`. Pending and dead alerts are kept whatever their age: they still
+        need delivering or a human decision. Deletes run in chunks of `prune_chunk` rows, each its own
+        short transaction, so writers get the lock in between.
+        """
+        cutoffs = {"retention": now - post_retention, "seen": now - seen_ttl}
+        return {
+            table: await self._delete_in_chunks(table, condition, cutoffs[cutoff])
+            for table, condition, cutoff in _PRUNE_PLAN
+        }
+
+    async def _delete_in_chunks(self, table: str, condition: str, cutoff: float) -> int:
+        sql = (
+            f"DELETE FROM {table} WHERE rowid IN "
+            f"(SELECT rowid FROM {table} WHERE {condition} LIMIT {int(self.prune_chunk)})"
+        )
+        total = 0
+        while True:
+            deleted = await self._execute(f"prune {table}", sql, (cutoff,))
+            total += deleted
+            if deleted < self.prune_chunk:
+                return total
+
+    # ----------------------------------------------------------------------- signals and the outbox
+
+    async def save_signal_and_alerts(self, signal: Signal, alerts: Sequence[Alert], now: float) -> bool:
+        """Record a signal and queue its alerts (pending, due now) in one transaction.
+
+        Idempotent: the signal id and the alert keys are primary keys, so saving the same signal and
+        alerts again (a restart re-firing the same window) changes nothing. Returns True only if the
+        signal was new.
+        """
+        signal_values = signal_row(signal)
+        outbox_rows = [
+            (alert.key, alert.sink, alert.signal.id, alert.payload_json(), now, now, now) for alert in alerts
+        ]
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            is_new = (await db.execute(_INSERT_SIGNAL, signal_values)).rowcount == 1
+            if outbox_rows:
+                await db.executemany(_INSERT_OUTBOX, outbox_rows)
+            return is_new
+
+        return await self._transaction("save_signal_and_alerts", work)
+
+    async def recent_signals(self, limit: int = 50) -> list[Signal]:
+        """The newest `limit` signals, newest first."""
+        rows = await self._fetch(
+            "recent_signals", "SELECT payload FROM signals ORDER BY at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+        return [signal_from_row(row) for row in rows]
+
+    async def due_alerts(self, now: float, limit: int = 100) -> list[OutboxEntry]:
+        """Pending alerts whose next attempt is due, oldest first (by created_at, then key)."""
+        rows = await self._fetch(
+            "due_alerts",
+            f"{_SELECT_OUTBOX} WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY created_at, key LIMIT ?",
+            (now, limit),
+        )
+        return [outbox_entry_from_row(row) for row in rows]
+
+    async def next_due_at(self) -> float | None:
+        """When the next pending alert falls due, or None if nothing is pending: the sender's wake-up."""
+        rows = await self._fetch(
+            "next_due_at", "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+        )
+        value = rows[0][0]
+        return None if value is None else float(value)
+
+    async def outbox_entry(self, key: str) -> OutboxEntry | None:
+        """One outbox row by key, whatever its status (for tools, tests and the API)."""
+        rows = await self._fetch("outbox_entry", f"{_SELECT_OUTBOX} WHERE key = ?", (key,))
+        return outbox_entry_from_row(rows[0]) if rows else None
+
+    async def mark_delivered(self, key: str, now: float) -> None:
+        await self._execute(
+            "mark_delivered",
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, updated_at = ? WHERE key = ?",
+            (now, now, key),
+        )
+
+    async def mark_retry(self, key: str, attempts: int, next_attempt_at: float, error: str) -> None:
+        """Record a failed attempt on a pending alert and when to try again."""
+        await self._execute(
+            "mark_retry",
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
+            "WHERE key = ? AND status = 'pending'",
+            (attempts, next_attempt_at, error, key),
+        )
+
+    async def mark_dead(self, key: str, attempts: int, error: str, now: float) -> None:
+        """Dead-letter a pending alert: it is not retried until `requeue_dead` brings it back."""
+        await self._execute(
+            "mark_dead",
+            "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, updated_at = ? "
+            "WHERE key = ? AND status = 'pending'",
+            (attempts, error, now, key),
+        )
+
+    async def requeue_dead(self, now: float, sink: str | None = None) -> int:
+        """Give dead alerts (of one sink, or all) a fresh start, due now; return how many.
+
+        `last_error` is kept so the reason they died stays visible until a new attempt replaces it.
+        """
+        sql = (
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? "
+            "WHERE status = 'dead'"
+        )
+        params: tuple[Any, ...] = (now, now)
+        if sink is not None:
+            sql += " AND sink = ?"
+            params = (now, now, sink)
+        return await self._execute("requeue_dead", sql, params)
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per outbox status; every status is present, with 0 when it has no rows."""
+        rows = await self._fetch("outbox_counts", "SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        counts = dict.fromkeys(OUTBOX_STATUSES, 0)
+        counts.update({row[0]: int(row[1]) for row in rows})
+        return counts
+
+    # -------------------------------------------------------------------------------- engine state
+
+    async def save_state(self, name: str, data: str, now: float) -> None:
+        """Store (replacing) the snapshot called `name`, e.g. a detector's learned baselines."""
+        await self._execute(
+            "save_state",
+            "INSERT INTO engine_state (name, data, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            (name, data, now),
+        )
+
+    async def load_state(self, name: str) -> str | None:
+        rows = await self._fetch("load_state", "SELECT data FROM engine_state WHERE name = ?", (name,))
+        return str(rows[0]["data"]) if rows else None

@@ -1,0 +1,134 @@
+"""The values the store takes and returns, and their mapping to and from table rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from harvester.models import Post, Signal
+
+# Column order of `posts`, shared by the INSERT statement and `post_row`.
+POST_COLUMNS = (
+    "uid",
+    "source",
+    "native_id",
+    "author",
+    "text",
+    "created_at",
+    "received_at",
+    "url",
+    "channel",
+    "lang",
+    "likes",
+    "reposts",
+    "replies",
+    "score",
+    "followers",
+    "rules",
+    "sentiment",
+)
+
+OUTBOX_COLUMNS = (
+    "key",
+    "sink",
+    "signal_id",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "last_error",
+    "delivered_at",
+)
+
+_NO_RULES = "[]"
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    """What the pipeline hands the store for one post: the post and what the engine made of it."""
+
+    post: Post
+    rules: tuple[str, ...]  # names of the rules it matched (may be empty)
+    sentiment: float | None  # VADER compound, if computed
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One alert in the outbox: written before the first send attempt, so none is lost in a crash."""
+
+    key: str
+    sink: str
+    signal_id: str
+    payload: str  # Alert.payload_json()
+    status: str  # "pending" | "delivered" | "dead"
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_error: str | None
+    delivered_at: float | None
+
+
+def post_row(record: PostRecord) -> tuple[Any, ...]:
+    """The `posts` row for `record`, in `POST_COLUMNS` order. Datetimes become epoch seconds."""
+    p = record.post
+    rules = json.dumps(list(record.rules)) if record.rules else _NO_RULES
+    return (
+        p.uid,
+        p.source,
+        p.native_id,
+        p.author,
+        p.text,
+        p.created_at.timestamp(),
+        p.received_at.timestamp(),
+        p.url,
+        p.channel,
+        p.lang,
+        p.likes,
+        p.reposts,
+        p.replies,
+        p.score,
+        p.followers,
+        rules,
+        record.sentiment,
+    )
+
+
+def post_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored post as a JSON-ready dict: the `posts` columns, with `rules` decoded to a list."""
+    data = {name: row[name] for name in POST_COLUMNS}
+    data["rules"] = json.loads(row["rules"])
+    return data
+
+
+def outbox_entry_from_row(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(
+        key=row["key"],
+        sink=row["sink"],
+        signal_id=row["signal_id"],
+        payload=row["payload"],
+        status=row["status"],
+        attempts=int(row["attempts"]),
+        next_attempt_at=float(row["next_attempt_at"]),
+        created_at=float(row["created_at"]),
+        last_error=row["last_error"],
+        delivered_at=None if row["delivered_at"] is None else float(row["delivered_at"]),
+    )
+
+
+def signal_row(signal: Signal) -> tuple[Any, ...]:
+    """The `signals` row: the columns worth querying on, plus the whole signal as JSON."""
+    return (
+        signal.id,
+        signal.rule,
+        signal.kind,
+        signal.severity.value,
+        signal.at.timestamp(),
+        json.dumps(signal.to_json(), sort_keys=True),
+    )
+
+
+def signal_from_row(row: sqlite3.Row) -> Signal:
+    return Signal.from_json(json.loads(row["payload"]))
