@@ -33,7 +33,7 @@ from harvester.models import Severity, Signal
 from harvester.pipeline import LatencyHook, Processor, drain
 from harvester.plugins import SINKS, SOURCES
 from harvester.queues import BoundedQueue, FullPolicy
-from harvester.sources.base import Envelope, SourceContext
+from harvester.sources.base import Envelope, Source, SourceContext
 from harvester.store import Store
 from harvester.supervisor import Supervisor
 from harvester.writer import BatchWriter
@@ -139,6 +139,8 @@ class App:
             sleep=self.sleep,
             rng=random.Random(self.rng.random()),
         )
+        supervisors = self._build_supervisors(inbox, cursors)
+        event_time = self.uses_event_time([s.source for s in supervisors])
         processor = self.processor = Processor(
             inbox=inbox,
             seen=seen,
@@ -148,7 +150,7 @@ class App:
             signals=signals,
             metrics=self.metrics,
             clock=self.clock,
-            event_time=cfg.engine.clock == "event",
+            event_time=event_time,
             store_posts=cfg.store.posts,
             on_processed=self.hooks.on_processed,
         )
@@ -171,7 +173,6 @@ class App:
             on_alerts=dispatcher.wake,
             on_latency=self.hooks.on_signal_latency,
         )
-        supervisors = self._build_supervisors(inbox, cursors)
         log.info(
             "harvester starting",
             config=str(self.loaded.path) if self.loaded.path else None,
@@ -182,6 +183,8 @@ class App:
             resumed_cursors=len(cursors),
             dedup_loaded=len(seen),
             engine_rules_restored=restored,
+            clock="event" if event_time else "wall",
+            sentiment_workers=self.sentiment.workers,
         )
 
         async with asyncio.TaskGroup() as group:
@@ -199,6 +202,12 @@ class App:
                 self.hooks.on_started(self)
             await self._wait_for_stop(source_tasks)
             await self._drain(source_tasks, stage_tasks, inbox, signals)
+
+    def uses_event_time(self, sources: list[Source]) -> bool:
+        clock = self.config.engine.clock
+        if clock == "auto":
+            return bool(sources) and all(source.event_time for source in sources)
+        return clock == "event"
 
     def _build_supervisors(self, inbox: BoundedQueue[Envelope], cursors: dict[str, str]) -> list[Supervisor]:
         supervisors = []

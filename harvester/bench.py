@@ -116,7 +116,7 @@ def vader_only(texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def run_bench(posts: int = 200_000, seed: int = 7) -> BenchFigures:
+def run_bench(posts: int = 200_000, seed: int = 7, sentiment_workers: int | None = None) -> BenchFigures:
     configure_logging("warning", "console")
     with tempfile.TemporaryDirectory(prefix="harvester-bench-") as tmp:
         config = Config(
@@ -125,6 +125,7 @@ def run_bench(posts: int = 200_000, seed: int = 7) -> BenchFigures:
             store=StoreConfig(snapshot_interval=3600, prune_interval=3600),
             engine=EngineConfig(
                 clock="event",
+                sentiment_workers="auto" if sentiment_workers is None else sentiment_workers,
                 volume_spike=VolumeSpikeConfig(
                     bucket=2, window_buckets=3, warmup_buckets=5, min_count=20, threshold=5, cooldown=20
                 ),

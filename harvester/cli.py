@@ -114,7 +114,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from harvester.bench import run_bench
 
-    figures = run_bench(posts=args.posts, seed=args.seed)
+    figures = run_bench(posts=args.posts, seed=args.seed, sentiment_workers=args.sentiment_workers)
     if args.json:
         print(json.dumps(figures.as_json()))
     else:
@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="push synthetic posts through the real pipeline and print figures")
     p.add_argument("--posts", type=int, default=200_000, help="how many posts (default 200000)")
     p.add_argument("--seed", type=int, default=7, help="synthetic stream seed")
+    p.add_argument(
+        "--sentiment-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sentiment worker processes (default: auto, 1 with 2+ cores; 0 scores inline)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("version", help="print the version")

@@ -177,3 +177,28 @@ def test_check_config_prints_summary() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "sources (1)" in done.stdout and "rules (" in done.stdout and "sinks (1)" in done.stdout
+
+
+def test_secret_fields_are_collected_for_redaction_and_never_echoed() -> None:
+    from typing import Literal
+
+    from pydantic import SecretStr
+
+    from harvester.config.schema import SourceConfig
+    from harvester.plugins import SOURCES
+
+    class TokenConfig(SourceConfig):
+        type: Literal["tokened"] = "tokened"
+        token: SecretStr
+        rate: int = 1
+
+    SOURCES.register("tokened", TokenConfig, lambda cfg: None)
+    try:
+        text = "sources:\n  - type: tokened\n    token: ${TOKEN}\n"
+        loaded = parse_config(text, "t.yaml", {"TOKEN": "tok-9f8e7d"})
+        assert "tok-9f8e7d" in loaded.secrets
+        assert "tok-9f8e7d" not in repr(loaded.config)
+        message = error_of(text + "    rate: ${TOKEN}\n", {"TOKEN": "tok-9f8e7d"})
+        assert "tok-9f8e7d" not in message and message.startswith("config error: sources[0].rate:")
+    finally:
+        SOURCES.unregister("tokened")

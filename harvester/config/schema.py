@@ -81,7 +81,8 @@ class VolumeSpikeConfig(Strict):
 
 
 class EngineConfig(Strict):
-    clock: Literal["wall", "event"] = "wall"
+    # auto: event time when every source replays recorded or simulated time, wall time otherwise.
+    clock: Literal["auto", "wall", "event"] = "auto"
     # Processes scoring sentiment beside the event loop; "auto" = 1 on a machine with 2+ cores, else 0
     # (0 scores inline on the event loop's thread).
     sentiment_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"

@@ -108,6 +108,12 @@ class Source(ABC):
         self.config = config
         self.name = config.instance_name
 
+    @property
+    def event_time(self) -> bool:
+        """True when this source's posts carry their own timeline (a replay, a simulated stream), so
+        windows should follow the posts' `created_at` rather than the wall clock."""
+        return False
+
     @abstractmethod
     async def run(self, ctx: SourceContext) -> None:
         """Collect until cancelled (or until a bounded input ends)."""

@@ -129,6 +129,10 @@ class ReplaySource(Source):
         self.settings = config
         self.format = detect_format(config.path, config.format)
 
+    @property
+    def event_time(self) -> bool:
+        return True
+
     async def run(self, ctx: SourceContext) -> None:
         resumed_from = ctx.cursor
         pacer = None if self.settings.speed == "max" else _Pacer(float(self.settings.speed), ctx.sleep)

@@ -117,6 +117,10 @@ class SyntheticSource(Source):
         super().__init__(config)
         self.settings = config
 
+    @property
+    def event_time(self) -> bool:
+        return self.settings.pace == "max"  # simulated time runs ahead of the wall clock
+
     async def run(self, ctx: SourceContext) -> None:
         seq = first_sequence(ctx.cursor)
         cfg = self.settings
