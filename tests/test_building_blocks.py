@@ -8,7 +8,6 @@ import json
 import logging
 import random
 
-import pytest
 import structlog
 
 from harvester.clock import ManualClock
@@ -141,10 +140,3 @@ def test_redaction_of_secrets_in_structlog_and_stdlib_records() -> None:
     assert lines[0]["event"] == "connecting with ***" and lines[0]["headers"] == {"auth": "Bearer ***"}
     assert "***" in lines[1]["event"]
     assert "bad secret ***" in lines[2]["exception"]
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> object:
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers.clear()
