@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -10,7 +11,7 @@ import pytest
 
 from harvester.alerts.sinks.base import Sink
 from harvester.app import App
-from harvester.config.loader import LoadedConfig
+from harvester.config.loader import LoadedConfig, load_config
 from harvester.config.schema import (
     AlertsConfig,
     Config,
@@ -24,6 +25,8 @@ from harvester.models import Alert
 from harvester.plugins import SINKS
 from harvester.sources.synthetic import SyntheticConfig, SyntheticScenarios
 from harvester.sources.synthetic_text import BRAND_KEYWORDS, DEFAULT_START, TICKERS
+
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "harvester.yaml"
 
 
 class MemorySinkConfig(SinkConfig):
@@ -137,3 +140,27 @@ async def test_demo_settings_raise_no_alarm_on_an_hour_of_quiet_traffic(tmp_path
     assert app.router is not None and app.processor is not None
     assert app.processor.processed == 25 * 3600
     assert app.router.signals == 0, [a.signal.summary for a in MemorySink.delivered]
+
+
+async def test_shipped_demo_alerts_on_the_crisis_and_not_before(tmp_path: Path) -> None:
+    """The demo as a new user sees it, in event time: started mid-bucket at a busy hour, no alert may
+    precede the first injected scenario, and the scenario's own rule alerts first."""
+    loaded = load_config(SHIPPED_CONFIG, env={"HARVESTER_STATE_DIR": str(tmp_path)})
+    demo = loaded.config.sources[0]
+    start = DEFAULT_START + timedelta(hours=16, seconds=2.5)  # 1.6x the average rate, mid-bucket
+    source = demo.model_copy(update={"pace": "max", "start": start, "limit": 40 * 120})
+    config = loaded.config.model_copy(
+        update={
+            "sources": [source],
+            "alerts": AlertsConfig(sinks=[MemorySinkConfig(name="mem")], cooldown=120),
+        }
+    )
+    await App(LoadedConfig(config, None), exit_when_sources_finish=True).run()
+    onset = start + timedelta(seconds=demo.scenarios.first_after)  # type: ignore[attr-defined]
+    assert MemorySink.delivered, "the demo raised no alert"
+    first = MemorySink.delivered[0].signal
+    early = [a.signal.summary for a in MemorySink.delivered if a.signal.at < onset]
+    assert early == []
+    assert first.rule in {"acme-air", "globex-bank", "initech", "hooli", "umbrella-foods", "stark-mobile"}
+    assert first.evidence["mean_sentiment"] < 0
+    assert (first.at - onset).total_seconds() <= 15

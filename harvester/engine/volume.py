@@ -88,6 +88,8 @@ class VolumeSpikeDetector:
         self.cooldown_until = float("-inf")
         # After a restore, the time the daemon was down is unknown traffic, not zero traffic.
         self._resumed = False
+        # The first bucket after a start is seen only from the middle: its count is too low to learn.
+        self._partial_bucket: int | None = None
 
     # -- time ------------------------------------------------------------------------------------
     def _index(self, ts: float) -> int:
@@ -97,13 +99,13 @@ class VolumeSpikeDetector:
         if self.closed >= self.config.warmup_buckets:
             ceiling = self.mean + self.config.threshold * math.sqrt(max(self.var, self.mean, 1.0))
             count = min(count, int(ceiling))
-        if self.closed == 0:
-            self.mean = float(count)
-            self.var = 0.0
-        else:
-            delta = count - self.mean
-            self.mean += self.alpha * delta
-            self.var = (1.0 - self.alpha) * (self.var + self.alpha * delta * delta)
+        # Bias-corrected start: a plain average of the first buckets, then the exponential weights.
+        # (With the small alpha of a long half-life, an EWMA seeded from one bucket stays near that
+        # one bucket's count for many minutes.)
+        alpha = max(self.alpha, 1.0 / (self.closed + 1))
+        delta = count - self.mean
+        self.mean += alpha * delta
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)
         self.closed += 1
 
     def advance(self, ts: float) -> None:
@@ -112,16 +114,20 @@ class VolumeSpikeDetector:
         if not self.buckets:
             self.buckets.append(_Bucket(index))
             self.window_count = 0
+            self._partial_bucket = index
             return
         current = self.buckets[-1].index
         if index <= current:
             return
         gap = index - current - 1
         if self._resumed and gap > 0:
-            # The daemon was down: neither the bucket it stopped in nor the missed ones are known.
+            # The daemon was down: neither the bucket it stopped in nor the missed ones are known,
+            # and the new one is seen only from the middle.
             self.buckets = []
+            self._partial_bucket = index
         else:
-            self._learn(self.buckets[-1].count)
+            if current != self._partial_bucket:
+                self._learn(self.buckets[-1].count)
             for _ in range(min(gap, _MAX_CATCH_UP_BUCKETS)):
                 self._learn(0)
         self._resumed = False
