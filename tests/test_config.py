@@ -202,3 +202,16 @@ def test_secret_fields_are_collected_for_redaction_and_never_echoed() -> None:
         assert "tok-9f8e7d" not in message and message.startswith("config error: sources[0].rate:")
     finally:
         SOURCES.unregister("tokened")
+
+
+def test_run_refuses_a_bad_config_before_starting(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"state_dir: {tmp_path / 'state'}\nsources:\n  - type: synthetic\n    rate: -5\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "harvester", "run", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 78
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("config error: sources[0].rate: Input should be greater than 0")
+    assert not (tmp_path / "state").exists()  # nothing was started or created
