@@ -240,12 +240,11 @@ class App:
             await self.stop_requested.wait()
             return
         stop = asyncio.ensure_future(self.stop_requested.wait())
+        running = set(source_tasks)
         try:
-            await asyncio.wait([stop, *source_tasks], return_when=asyncio.FIRST_COMPLETED)
-            while not stop.done() and not all(t.done() for t in source_tasks):
-                await asyncio.wait(
-                    [stop, *[t for t in source_tasks if not t.done()]], return_when=asyncio.FIRST_COMPLETED
-                )
+            while running and not stop.done():
+                await asyncio.wait([stop, *running], return_when=asyncio.FIRST_COMPLETED)
+                running = {task for task in running if not task.done()}
         finally:
             stop.cancel()
 
@@ -287,11 +286,7 @@ class App:
                 log.warning(
                     "alert delivery cut short by the shutdown deadline; undelivered alerts stay in the outbox"
                 )
-        log.info(
-            "harvester stopped",
-            inbox_drained=inbox_drained,
-            posts=self.processor.processed if self.processor else 0,
-        )
+        log.info("harvester stopped", inbox_drained=inbox_drained, posts=self.processor.processed)
 
     async def save_engine_state(self) -> None:
         assert self.engine is not None and self.store is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -56,7 +55,3 @@ class EventClock:
 
 async def real_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -38,22 +38,6 @@ class SourceHealth:
         if error is not None:
             self.last_error = error
 
-    def as_dict(self, now: datetime) -> dict[str, object]:
-        age = (now - self.last_post_at).total_seconds() if self.last_post_at else None
-        return {
-            "name": self.name,
-            "type": self.type,
-            "state": self.state.value,
-            "state_since": self.state_since.isoformat() if self.state_since else None,
-            "last_error": self.last_error,
-            "reconnects": self.reconnects,
-            "posts": self.posts,
-            "malformed": self.malformed,
-            "dropped": self.dropped,
-            "last_post_age_s": age,
-            **self.extra,
-        }
-
 
 class HealthRegistry:
     def __init__(self) -> None:

@@ -51,6 +51,8 @@ class Dispatcher:
 
     def retry_delay(self, attempts: int, retry_after: float | None) -> float:
         if retry_after is not None:
+            # The server knows best when to come back, within reason: a broken or hostile Retry-After
+            # must not park an alert for days.
             return min(max(retry_after, 0.0), self.config.retry_cap * 4)
         ceiling = min(self.config.retry_cap, self.config.retry_base * 2 ** (attempts - 1))
         return max(self.config.retry_base / 4, self.rng.uniform(0, ceiling))
