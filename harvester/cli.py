@@ -114,7 +114,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from harvester.bench import run_bench
 
-    figures = run_bench(posts=args.posts, seed=args.seed, sentiment_workers=args.sentiment_workers)
+    figures = run_bench(
+        posts=args.posts, seed=args.seed, sentiment_workers=args.sentiment_workers, rate=args.rate
+    )
     if args.json:
         print(json.dumps(figures.as_json()))
     else:
@@ -161,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="push synthetic posts through the real pipeline and print figures")
     p.add_argument("--posts", type=int, default=200_000, help="how many posts (default 200000)")
     p.add_argument("--seed", type=int, default=7, help="synthetic stream seed")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="pace the posts at R per second in real time instead of as fast as possible "
+        "(measures latency when the daemon keeps up)",
+    )
     p.add_argument(
         "--sentiment-workers",
         type=int,
