@@ -6,20 +6,34 @@ Source and sink entries are validated by the config class their plugin registere
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
+from harvester.config.base import NAME_PATTERN, Strict
+from harvester.config.detectors import VolumeSpikeConfig
 from harvester.config.durations import Duration
+from harvester.config.rules import RuleConfig
 from harvester.queues import FullPolicy
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# The schema's public face: rules and detector settings live in their own modules.
+__all__ = [
+    "NAME_PATTERN",
+    "AlertsConfig",
+    "Config",
+    "DedupConfig",
+    "EngineConfig",
+    "InboxConfig",
+    "LogConfig",
+    "PluginConfig",
+    "RuleConfig",
+    "SinkConfig",
+    "SourceConfig",
+    "StoreConfig",
+    "Strict",
+    "VolumeSpikeConfig",
+]
 
 
 class PluginConfig(Strict):
@@ -66,20 +80,6 @@ class StoreConfig(Strict):
     snapshot_interval: Duration = 60.0
 
 
-class VolumeSpikeConfig(Strict):
-    """Volume against a learned baseline: counts per bucket, an EWMA of past buckets, a z-score gate."""
-
-    enabled: bool = True
-    bucket: Duration = Field(default=60.0, gt=0)
-    window_buckets: PositiveInt = 5
-    warmup_buckets: PositiveInt = 10
-    min_count: PositiveInt = 10
-    threshold: float = Field(default=4.0, gt=0)
-    min_ratio: float = Field(default=2.0, ge=1.0)
-    half_life_buckets: float = Field(default=30.0, gt=0)
-    cooldown: Duration = 900.0
-
-
 class EngineConfig(Strict):
     # auto: event time when every source replays recorded or simulated time, wall time otherwise.
     clock: Literal["auto", "wall", "event"] = "auto"
@@ -88,55 +88,9 @@ class EngineConfig(Strict):
     sentiment_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
     volume_spike: VolumeSpikeConfig = VolumeSpikeConfig()
     example_posts: PositiveInt = 3
-
-
-class RuleConfig(Strict):
-    """One thing the user cares about. A post matches when any pattern matches and no exclusion does."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    keywords: list[str] = []
-    cashtags: list[str] = []
-    regex: list[str] = []
-    exclude: list[str] = []
-    sources: list[str] = []
-    langs: list[str] = []
-    match_all: bool = False
-    volume_spike: VolumeSpikeConfig | None = None
-
-    @field_validator("keywords", "exclude")
-    @classmethod
-    def _non_empty_words(cls, values: list[str]) -> list[str]:
-        for word in values:
-            if not word.strip():
-                raise ValueError("keywords cannot be empty strings")
-        return values
-
-    @field_validator("cashtags")
-    @classmethod
-    def _cashtag_form(cls, values: list[str]) -> list[str]:
-        out = []
-        for tag in values:
-            bare = tag.removeprefix("$")
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]{0,9}", bare):
-                raise ValueError(f"expected a cashtag such as $BTC, got {tag!r}")
-            out.append(bare.upper())
-        return out
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, values: list[str]) -> list[str]:
-        for pattern in values:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
-        return values
-
-    @model_validator(mode="after")
-    def _has_something_to_match(self) -> RuleConfig:
-        if not (self.keywords or self.cashtags or self.regex or self.match_all):
-            raise ValueError("a rule needs keywords, cashtags or regex (or match_all: true)")
-        return self
+    # A TSV of extra sentiment words (word, score on VADER's -4..+4 scale, why), on top of the built-in
+    # trading and brand-crisis lexicon.
+    lexicon_file: Path | None = None
 
 
 class AlertsConfig(Strict):
