@@ -52,6 +52,8 @@ class Post:
     replies: int | None = None
     score: int | None = None
     followers: int | None = None
+    # The uid of the post this one reposts, quotes or replies to, where the platform says.
+    ref: str | None = None
 
     @staticmethod
     def make_uid(source: str, native_id: str) -> str:

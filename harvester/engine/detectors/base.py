@@ -1,0 +1,79 @@
+"""The contract every detector implements.
+
+A *rule detector* is built once per rule and kind and sees that rule's matched posts, already scored;
+a *stream detector* is built once and sees every post. Both are pure: time is the `ts` passed in
+(event time in a replay, the wall clock live), nothing is read from a clock and nothing does I/O.
+`advance(ts)` lets time pass without a post, so detectors of silence and of windows closing can fire.
+`snapshot()` / `restore()` keep a detector's learned state across restarts; evidence details (authors,
+example posts) need not survive.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from harvester.models import Post, Signal
+
+# Every detector waits at least this long after a signal before the next one of its kind and rule,
+# whatever its own settings say: a flood of identical alerts is how users learn to ignore a tool.
+MIN_COOLDOWN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One matched post as a rule detector sees it."""
+
+    ts: float  # engine time, epoch seconds
+    post: Post
+    sentiment: float | None  # VADER compound, -1..1
+    terms: tuple[str, ...]  # content terms (see harvester.engine.normalize.terms)
+
+
+def at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class RuleDetector(ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+
+    @abstractmethod
+    def observe(self, obs: Observation) -> list[Signal]:
+        """A matched post arrived."""
+
+    def advance(self, ts: float) -> list[Signal]:
+        """Time moved to `ts` with no post for this rule."""
+        return []
+
+    def reobserve(self, ts: float, post: Post) -> list[Signal]:
+        """A post already seen arrived again, maybe with new engagement counts (a re-fetch, an
+        updated repost). Only detectors that follow posts over time care."""
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore what `snapshot` saved (after a restart, the downtime is unknown traffic)."""
+
+
+class StreamDetector(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def observe(self, ts: float, post: Post, rules: tuple[str, ...]) -> list[Signal]:
+        """Any post arrived; `rules` are the rules it matched (maybe none)."""
+
+    def advance(self, ts: float) -> list[Signal]:
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore what `snapshot` saved."""
