@@ -94,5 +94,6 @@ class NewCashtagConfig(Strict):
     min_mentions: PositiveInt = 20
     min_authors: PositiveInt = 10
     known_after: PositiveInt = 50  # a cashtag with this many mentions in the past is no longer new
+    warmup: Duration = 3600.0  # learn which tags are usual before calling any of them new
     max_tracked: PositiveInt = 50_000  # bounded memory: least recently seen tags are forgotten first
     cooldown: Duration = 21_600.0
