@@ -104,7 +104,9 @@ class App:
         cfg = self.config
         store = self.store = await Store.open(cfg.db_path)
         workers = cfg.engine.sentiment_workers
-        self.sentiment = SentimentPool(default_workers() if workers == "auto" else workers)
+        self.sentiment = SentimentPool(
+            default_workers() if workers == "auto" else workers, cfg.engine.lexicon_file
+        )
         sinks: dict[str, Sink] = {}
         try:
             self.sentiment.start()
@@ -301,7 +303,7 @@ class App:
         while True:
             await self.sleep(tick)
             assert self.processor is not None and self.store is not None
-            self.processor.tick()
+            await self.processor.tick()
             now = time.monotonic()
             if now - last_stats >= cfg.stats_interval:
                 received = sum(h.posts for h in self.health.sources.values())

@@ -1,7 +1,9 @@
 """`harvester replay FILE`: run the rules and detectors over a file in event time and list every signal.
 
 This is how users tune rules: no store, no sinks, no wall clock; the posts' own timestamps drive the
-windows, so a day of data replays in seconds and gives the same signals every time.
+windows, so a day of data replays in seconds and gives the same signals every time. Given a
+`PeakBaseline`, the same posts also feed that comparison detector (with the rules the engine matched),
+and its signals are kept apart from the engine's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from harvester.config.schema import Config
 from harvester.engine import Engine
+from harvester.engine.peak_baseline import PeakBaseline
 from harvester.models import Post, Signal
 from harvester.wire.replay import read_posts
 
@@ -24,6 +27,7 @@ class BacktestResult:
     malformed: int = 0
     matched: int = 0
     signals: list[Signal] = field(default_factory=list)
+    baseline_signals: list[Signal] = field(default_factory=list)
     first_event: float | None = None
     last_event: float | None = None
 
@@ -55,6 +59,7 @@ def run_backtest(
     speed: float | None = None,
     on_signal: Callable[[Signal], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    baseline: PeakBaseline | None = None,
 ) -> BacktestResult:
     engine = Engine(config.rules, config.engine)
     result = BacktestResult()
@@ -81,4 +86,7 @@ def run_backtest(
             result.signals.append(signal)
             if on_signal is not None:
                 on_signal(signal)
+        if baseline is not None and verdict.rules:
+            # `verdict.rules` is what `engine.match(post)` returned: both detectors count the same posts.
+            result.baseline_signals += baseline.observe(verdict.rules, event_now)
     return result

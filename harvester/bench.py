@@ -6,6 +6,11 @@ VADER-only pass over the same texts read back from the store afterwards. Latency
 post entering the inbox to the engine's verdict on it (and, separately, to each signal it raised).
 With posts pushed as fast as possible the inbox stays full, so those latencies are mostly queueing:
 they show what a saturated daemon looks like, not the idle-path cost.
+
+The engine's own cost with 1, 100 and 1,000 rules (`harvester.bench_rules`) is then measured in the
+same run on the same stored texts: `Engine.process` (match, sentiment, detectors) in a plain loop, no
+store, no asyncio, on an evenly spread sample of the posts (the 1,000-rule pass is the slow one), each
+against the same VADER-alone figure.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harvester.app import App, Hooks
+from harvester.bench_rules import generated_rules
 from harvester.config.loader import LoadedConfig
 from harvester.config.schema import (
     Config,
@@ -30,10 +37,39 @@ from harvester.config.schema import (
     StoreConfig,
     VolumeSpikeConfig,
 )
+from harvester.engine import Engine
 from harvester.engine.sentiment import SENTIMENT_MAX_CHARS, SentimentScorer
 from harvester.logging import configure_logging
+from harvester.models import Post
 from harvester.sources.synthetic import SyntheticConfig, SyntheticScenarios
 from harvester.sources.synthetic_text import BRAND_KEYWORDS, TICKERS
+
+ENGINE_RULE_COUNTS = (1, 100, 1000)
+ENGINE_SAMPLE_POSTS = 20_000
+
+
+@dataclass
+class EngineFigures:
+    """`Engine.process` throughput with one generated rule set."""
+
+    rules: int
+    keywords: int
+    cashtags: int
+    posts: int
+    posts_per_s: float
+    rules_per_post: float  # mean number of rules a post matched (the all-traffic rule included)
+    build_s: float  # compiling the rules, not part of posts_per_s
+
+    def as_json(self, vader_only_posts_per_s: float) -> dict[str, Any]:
+        ratio = self.posts_per_s / vader_only_posts_per_s if vader_only_posts_per_s else 0.0
+        return {
+            "posts_per_s": round(self.posts_per_s, 1),
+            "ratio": round(ratio, 3),
+            "keywords": self.keywords,
+            "cashtags": self.cashtags,
+            "rules_per_post": round(self.rules_per_post, 2),
+            "build_s": round(self.build_s, 3),
+        }
 
 
 @dataclass
@@ -49,6 +85,8 @@ class BenchFigures:
     signals: int
     stored: int
     peak_rss_mb: float
+    engine_posts: int = 0
+    engine_rules: dict[int, EngineFigures] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -67,6 +105,11 @@ class BenchFigures:
             "signals": self.signals,
             "stored": self.stored,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "engine_posts": self.engine_posts,
+            "engine_rules": {
+                str(n): figures.as_json(self.vader_only_posts_per_s)
+                for n, figures in self.engine_rules.items()
+            },
         }
 
     def as_text(self) -> str:
@@ -80,8 +123,25 @@ class BenchFigures:
                 f"inbox -> verdict      p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (saturated: queueing)",
                 f"inbox -> signal       p50 {f['signal_p50_ms']} ms, p99 {f['signal_p99_ms']} ms",
                 f"peak RSS              {f['peak_rss_mb']} MB",
+                *self._engine_lines(f["engine_rules"]),
             ]
         )
+
+    def _engine_lines(self, engine: dict[str, dict[str, Any]]) -> list[str]:
+        if not engine:
+            return []
+        lines = [
+            "engine alone          Engine.process: match + VADER + detectors, no store, no asyncio,",
+            f"                      on {self.engine_posts:,} of the {self.stored:,} posts (evenly spread)",
+        ]
+        for n, e in engine.items():
+            label = f"  {n} rule{'s' if n != '1' else ''}"
+            lines.append(
+                f"{label:<22}{e['posts_per_s']:,.0f} posts/s, ratio to VADER alone {e['ratio']:.3f} "
+                f"({e['keywords']:,} keywords, {e['cashtags']:,} cashtags; "
+                f"{e['rules_per_post']:.1f} rules matched per post)"
+            )
+        return lines
 
 
 def bench_rules() -> list[RuleConfig]:
@@ -116,8 +176,74 @@ def vader_only(texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
+def _stored_posts(db_path: Path) -> list[Post]:
+    """The benchmark's posts read back from the store, in the order they were written."""
+    query = (
+        "SELECT uid, source, native_id, author, text, created_at, lang, likes, reposts, replies, followers "
+        "FROM posts ORDER BY rowid"
+    )
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(query).fetchall()
+    posts = []
+    for uid, source, native_id, author, text, created, lang, likes, reposts, replies, followers in rows:
+        at = datetime.fromtimestamp(created, UTC)
+        posts.append(
+            Post(
+                uid=uid,
+                source=source,
+                native_id=native_id,
+                author=author,
+                text=text,
+                created_at=at,
+                received_at=at,
+                lang=lang,
+                likes=likes,
+                reposts=reposts,
+                replies=replies,
+                followers=followers,
+            )
+        )
+    return posts
+
+
+def _spread_sample(posts: list[Post], size: int) -> list[Post]:
+    """`size` posts spread evenly over the run, in order (the first ones alone would miss the scenarios)."""
+    step = max(1, len(posts) // size) if size else 1
+    return posts[::step][:size]
+
+
+def engine_throughput(posts: list[Post], rules: list[RuleConfig]) -> EngineFigures:
+    """Run `posts` through a fresh `Engine` with `rules`, in event time, and time only that loop."""
+    started = time.perf_counter()
+    engine = Engine(rules, EngineConfig())
+    _ = engine.scorer  # built lazily on first use: load VADER's lexicon here, not inside the timed loop
+    build = time.perf_counter() - started
+    matched = 0
+    now = float("-inf")
+    started = time.perf_counter()
+    for post in posts:
+        now = max(now, post.created_at.timestamp())
+        matched += len(engine.process(post, now).rules)
+    seconds = time.perf_counter() - started
+    return EngineFigures(
+        rules=len(rules),
+        keywords=sum(len(rule.keywords) for rule in rules),
+        cashtags=sum(len(rule.cashtags) for rule in rules),
+        posts=len(posts),
+        posts_per_s=len(posts) / seconds if seconds > 0 else 0.0,
+        rules_per_post=matched / len(posts) if posts else 0.0,
+        build_s=build,
+    )
+
+
 def run_bench(
-    posts: int = 200_000, seed: int = 7, sentiment_workers: int | None = None, rate: float | None = None
+    posts: int = 200_000,
+    seed: int = 7,
+    sentiment_workers: int | None = None,
+    rate: float | None = None,
+    *,
+    engine_posts: int = ENGINE_SAMPLE_POSTS,
+    engine_rule_counts: tuple[int, ...] = ENGINE_RULE_COUNTS,
 ) -> BenchFigures:
     """Push `posts` through the pipeline: as fast as possible, or paced at `rate` posts/s in real
     time (then throughput is just the offered rate, and the latencies are those of a daemon that
@@ -169,9 +295,15 @@ def run_bench(
         peak = _peak_rss_mb()
         processed_posts = app.processor.processed if app.processor else 0
         signals = app.router.signals if app.router else 0
-        with sqlite3.connect(config.db_path) as db:
-            texts = [row[0] for row in db.execute("SELECT text FROM posts")]
+        stored = _stored_posts(config.db_path)
+        texts = [post.text for post in stored]
         vader = vader_only(texts)
+        sample = _spread_sample(stored, engine_posts) if engine_posts > 0 else []
+        engine = {
+            n: engine_throughput(sample, generated_rules(n, texts, seed))
+            for n in engine_rule_counts
+            if sample
+        }
     return BenchFigures(
         posts=processed_posts,
         seconds=seconds,
@@ -184,4 +316,6 @@ def run_bench(
         signals=signals,
         stored=len(texts),
         peak_rss_mb=peak,
+        engine_posts=len(sample),
+        engine_rules=engine,
     )

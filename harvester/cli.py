@@ -10,10 +10,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harvester import __version__
 from harvester.config.loader import LoadedConfig, load_config
 from harvester.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harvester.backtest import BacktestResult
+    from harvester.evaluate import Evaluation
+    from harvester.models import Signal
+    from harvester.onsets import LabelledEvent
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -75,10 +82,36 @@ def _parse_speed(text: str) -> float | None:
     return speed
 
 
+def _parse_duration(text: str) -> float:
+    from harvester.config.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parse_sigmas(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of standard deviations, got {text!r}")
+    return value
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.compare and args.onsets is None:
+        print(
+            "replay: --compare needs --onsets EVENTS (the events to compare the detectors on)",
+            file=sys.stderr,
+        )
+        return 2  # a usage error, like argparse's
     loaded = _config_or_exit(args.config)
     from harvester.backtest import run_backtest
-    from harvester.models import Signal
+    from harvester.engine.peak_baseline import PeakBaseline
+    from harvester.onsets import EventsFileError, read_events
 
     config = loaded.config.model_copy(
         update={"engine": loaded.config.engine.model_copy(update={"clock": "event"})}
@@ -97,25 +130,80 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"replay: file not found: {path}", file=sys.stderr)
         return 66  # EX_NOINPUT
+    events: list[LabelledEvent] | None = None
+    if args.onsets is not None:
+        if not Path(args.onsets).is_file():
+            print(f"replay: events file not found: {args.onsets}", file=sys.stderr)
+            return 66
+        try:
+            events = read_events(Path(args.onsets), default_window=args.event_window)
+        except EventsFileError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 65  # EX_DATAERR
+    baseline = None
+    if args.compare:
+        baseline = PeakBaseline.for_rules(
+            config.rules,
+            config.engine.volume_spike,
+            window=args.baseline_window,
+            sigmas=args.baseline_sigma,
+            cooldown=args.baseline_cooldown,
+        )
     try:
-        result = run_backtest(path, config, speed=args.speed, on_signal=show)
+        # With labelled events the evaluation replaces the list of signals.
+        result = run_backtest(
+            path, config, speed=args.speed, on_signal=None if events is not None else show, baseline=baseline
+        )
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 65  # EX_DATAERR
     days = result.replayed_seconds / 86400
     print(
         f"replayed {result.posts} posts ({result.matched} matched, {result.duplicates} duplicates, "
-        f"{result.malformed} malformed) over {days:.2f} days of event time: {len(result.signals)} signals",
+        f"{result.malformed} malformed) over {days:.2f} days of event time: {len(result.signals)} signals"
+        + (f" ({len(result.baseline_signals)} from the peak baseline)" if baseline is not None else ""),
         file=sys.stderr,
     )
+    if events is not None:
+        _print_evaluation(args, events, result)
     return 0
+
+
+def _print_evaluation(
+    args: argparse.Namespace, events: Sequence[LabelledEvent], result: BacktestResult
+) -> None:
+    from harvester.evaluate import evaluate, format_comparison, format_report
+
+    def score(signals: list[Signal]) -> Evaluation:
+        return evaluate(signals, events, replayed_seconds=result.replayed_seconds, early=args.early)
+
+    ours = score(result.signals)
+    theirs = score(result.baseline_signals) if args.compare else None
+    if args.json:
+        document = ours.as_json()
+        document["early_s"] = args.early
+        if theirs is not None:
+            document["baseline"] = theirs.as_json() | {
+                "detector": f"mean + {args.baseline_sigma:g} sigma peak (Huginn PeakDetectorAgent)",
+                "window_s": args.baseline_window,
+                "sigma": args.baseline_sigma,
+            }
+        print(json.dumps(document))
+    elif theirs is not None:
+        print(format_comparison(ours, theirs, f"mean+{args.baseline_sigma:g}sigma peak"))
+    else:
+        print(format_report(ours))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from harvester.bench import run_bench
 
     figures = run_bench(
-        posts=args.posts, seed=args.seed, sentiment_workers=args.sentiment_workers, rate=args.rate
+        posts=args.posts,
+        seed=args.seed,
+        sentiment_workers=args.sentiment_workers,
+        rate=args.rate,
+        engine_posts=args.engine_posts,
     )
     if args.json:
         print(json.dumps(figures.as_json()))
@@ -158,7 +246,59 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="pace by event time: 1 = real time, 60 = a minute per second, 'max' (default) = no pacing",
     )
-    p.add_argument("--json", action="store_true", help="print each signal as one JSON object per line")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print each signal as one JSON object per line (with --onsets: one object, the evaluation)",
+    )
+    p.add_argument(
+        "--onsets",
+        metavar="EVENTS",
+        help="labelled events (CSV or JSONL: name, onset, optional rule and end): print the delay to the "
+        "first signal of each event and the false alarms per day instead of every signal",
+    )
+    p.add_argument(
+        "--event-window",
+        type=_parse_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="how long an event without an `end` lasts (default 1h)",
+    )
+    p.add_argument(
+        "--early",
+        type=_parse_duration,
+        default=900.0,
+        metavar="DURATION",
+        help="a signal this long before a labelled onset still detects the event, with a negative delay "
+        "(default 15m: labels are approximate)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --onsets: also run a mean + 3 sigma peak detector (Huginn's) on the same posts and "
+        "show both evaluations side by side",
+    )
+    p.add_argument(
+        "--baseline-window",
+        type=_parse_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="--compare: the peak detector's mean and sigma cover this much of past buckets (default 1h)",
+    )
+    p.add_argument(
+        "--baseline-sigma",
+        type=_parse_sigmas,
+        default=3.0,
+        metavar="K",
+        help="--compare: alarm above mean + K sigma (default 3)",
+    )
+    p.add_argument(
+        "--baseline-cooldown",
+        type=_parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="--compare: quiet time after a peak alarm (default: each rule's volume_spike.cooldown)",
+    )
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("bench", help="push synthetic posts through the real pipeline and print figures")
     p.add_argument("--posts", type=int, default=200_000, help="how many posts (default 200000)")
@@ -177,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="sentiment worker processes (default: auto, 1 with 2+ cores; 0 scores inline)",
+    )
+    p.add_argument(
+        "--engine-posts",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="measure the engine alone with 1, 100 and 1,000 generated rules on N of the posts "
+        "(default 20000; 0 skips it)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)

@@ -10,6 +10,7 @@ post: the per-post cost on top of the engine stays a few microseconds.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ class _Job:
     cursors: dict[str, str] = field(default_factory=dict)
     seen: list[tuple[str, float]] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
+    # Posts seen before, arriving again (maybe with new engagement): only followed, never recounted.
+    again: list[tuple[Envelope, Post, float]] = field(default_factory=list)
     scores: asyncio.Future[list[float]] | None = None
 
 
@@ -77,6 +80,7 @@ class Processor:
         self.processed = 0
         self.matched = 0
         self.duplicates = 0
+        self._next_event_tick = float("-inf")
         self._matched: dict[str, Counter] = {}
         self._received: dict[str, Counter] = {}
 
@@ -107,6 +111,7 @@ class Processor:
             job.received[envelope.source] = job.received.get(envelope.source, 0) + 1
             if not self.seen.add_if_new(post.uid, wall):
                 self.duplicates += 1
+                job.again.append((envelope, post, now))
                 continue
             if event_clock is not None:
                 event_clock.observe(post.created_at)
@@ -139,23 +144,30 @@ class Processor:
         observe = self.engine.observe
         hook = self.on_processed
         next_score = iter(scores).__next__
+        latest = -1.0
         for envelope, post, matched, now in job.posts:
             self.processed += 1
-            signalled = False
+            latest = now
+            verdict = observe(post, matched, next_score() if matched else None, now)
             if matched:
-                verdict = observe(post, matched, next_score(), now)
                 self.matched += 1
                 for rule in verdict.rules:
                     self._matched_counter(rule).inc()
                 if keep_all or keep_matched:
                     records.append(PostRecord(post, verdict.rules, verdict.sentiment))
-                for signal in verdict.signals:
-                    fired.append((signal, envelope.enqueued))
-                signalled = bool(verdict.signals)
             elif keep_all:
                 records.append(PostRecord(post, (), None))
+            for signal in verdict.signals:
+                fired.append((signal, envelope.enqueued))
             if hook is not None:
-                hook(envelope.enqueued, signalled)
+                hook(envelope.enqueued, bool(verdict.signals))
+        for envelope, post, now in job.again:
+            fired += [(signal, envelope.enqueued) for signal in self.engine.reobserve(post, now)]
+        if self.event_clock is not None and latest >= self._next_event_tick:
+            # In event time nothing else moves the clock: let windows close and silences show as
+            # the posts' own time passes (at most once per second of it, to keep the cost down).
+            self._next_event_tick = latest + 1.0
+            fired += [(signal, time.perf_counter()) for signal in self.engine.tick(latest)]
         self.writer.add(records, job.cursors, job.seen, job.size)
         for source, count in job.received.items():
             self._received_counter(source).inc(count)
@@ -177,10 +189,11 @@ class Processor:
             child = self._received[source] = self.metrics.posts_received.labels(source)
         return child
 
-    def tick(self) -> None:
-        """Let the engine see time pass when no post arrives (wall-clock mode only)."""
+    async def tick(self) -> None:
+        """Let the engine see wall-clock time pass when no post arrives (silences, closing windows)."""
         if self.event_clock is None:
-            self.engine.tick(self.clock.now().timestamp())
+            for signal in self.engine.tick(self.clock.now().timestamp()):
+                await self.signals.put((signal, time.perf_counter()))
 
 
 async def drain(queue: BoundedQueue[Any], within: float) -> bool:

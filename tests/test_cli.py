@@ -94,6 +94,98 @@ def test_replay_rejects_a_bad_speed_and_a_missing_file(history: tuple[Path, Path
     assert run_cli("replay", str(data) + ".nope", "--config", str(config)).returncode == 66
 
 
+def write_events(path: Path, *events: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    return path
+
+
+BURST = {"name": "acme-burst", "onset": SPIKE_AT.isoformat(), "rule": "acme"}
+QUIET = {
+    "name": "quiet-spell",
+    "onset": (START + timedelta(minutes=2)).isoformat(),
+    "end": (START + timedelta(minutes=4)).isoformat(),
+    "rule": "acme",
+}
+REPLAYED_DAYS = 659 / 86400  # the first post is at START, the last 659 s later
+
+
+def test_replay_with_onsets_prints_one_evaluation_object(history: tuple[Path, Path], tmp_path: Path) -> None:
+    data, config = history
+    events = write_events(tmp_path / "events.jsonl", BURST, QUIET)
+    done = run_cli("replay", str(data), "--config", str(config), "--onsets", str(events), "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    document = json.loads(line)
+    burst, quiet = document["events"]
+    assert burst["name"] == "acme-burst" and burst["onset"] == SPIKE_AT.isoformat()
+    assert 0 <= burst["delay_s"] <= 15
+    assert burst["first_signal"] == (SPIKE_AT + timedelta(seconds=burst["delay_s"])).isoformat()
+    assert quiet["first_signal"] is None and quiet["delay_s"] is None
+    assert document["false_alarms"] == 0 and document["false_alarms_per_day"] == 0
+    assert document["replayed_days"] == pytest.approx(REPLAYED_DAYS, rel=1e-3)
+    assert "baseline" not in document
+
+    # Unlabelled, the same burst is a false alarm, counted per day of replayed event time.
+    unlabelled = write_events(tmp_path / "quiet.jsonl", QUIET)
+    done = run_cli("replay", str(data), "--config", str(config), "--onsets", str(unlabelled), "--json")
+    document = json.loads(done.stdout)
+    assert document["false_alarms"] == 1
+    assert document["false_alarms_per_day"] == pytest.approx(1 / REPLAYED_DAYS, rel=1e-3)
+
+    text = run_cli("replay", str(data), "--config", str(config), "--onsets", str(events))
+    assert text.returncode == 0
+    rows = text.stdout.splitlines()
+    assert rows[0].split() == ["event", "onset", "rule", "first", "signal", "delay"]
+    assert rows[1].startswith("acme-burst") and "acme/volume_spike" in rows[1]
+    assert rows[2].startswith("quiet-spell") and rows[2].endswith("missed")
+    assert "detected       1 of 2" in text.stdout and "false alarms   0 (0.0/day)" in text.stdout
+
+
+def test_replay_compare_runs_the_peak_baseline_beside_the_engine(
+    history: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, config = history
+    events = write_events(tmp_path / "events.jsonl", BURST, QUIET)
+    args = ("replay", str(data), "--config", str(config), "--onsets", str(events), "--compare")
+    done = run_cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    ours, theirs = document["events"][0], document["baseline"]["events"][0]
+    assert ours["signal_kind"] == "volume_spike"  # the baseline's signals stay out of harvester's own
+    assert theirs["signal_kind"] == "peak_baseline" and 0 <= theirs["delay_s"] <= 15
+    baseline = document["baseline"]
+    assert {"events", "false_alarms", "false_alarms_per_day", "replayed_days"} <= set(baseline)
+    assert baseline["events"][1]["first_signal"] is None and baseline["false_alarms"] == 0
+    assert baseline["replayed_days"] == document["replayed_days"]
+
+    text = run_cli(*args, "--baseline-sigma", "2.5")
+    assert text.returncode == 0, text.stderr
+    header = text.stdout.splitlines()[0]
+    assert "harvester" in header and "mean+2.5sigma peak" in header
+    assert any(line.startswith("false alarms") for line in text.stdout.splitlines())
+
+
+def test_replay_onsets_errors(history: tuple[Path, Path], tmp_path: Path) -> None:
+    data, config = history
+    bad = tmp_path / "events.csv"
+    bad.write_text("name,onset\nburst,not a time\n")
+    done = run_cli("replay", str(data), "--config", str(config), "--onsets", str(bad))
+    assert done.returncode == 65 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "replay: events.csv line 2: onset must be an ISO 8601 time such as 2026-03-01T12:00:00Z, "
+        "got 'not a time'"
+    )
+    assert (
+        run_cli("replay", str(data), "--config", str(config), "--onsets", str(bad) + ".nope").returncode == 66
+    )
+    no_events = run_cli("replay", str(data), "--config", str(config), "--compare")
+    assert no_events.returncode == 2 and "--compare needs --onsets" in no_events.stderr
+    bad_window = run_cli(
+        "replay", str(data), "--config", str(config), "--onsets", str(bad), "--early", "soon"
+    )
+    assert bad_window.returncode == 2
+
+
 def test_version_and_help() -> None:
     assert run_cli("version").stdout.startswith("harvester ")
     for command in ("run", "check-config", "replay", "bench"):
@@ -124,8 +216,52 @@ async def test_daemon_with_a_replay_source_runs_in_event_time(history: tuple[Pat
 
 
 def test_bench_prints_the_documented_figures() -> None:
-    figures = run_bench(posts=4000).as_json()
+    bench = run_bench(posts=4000, engine_posts=400)
+    figures = bench.as_json()
     for key in ("posts_per_s", "vader_only_posts_per_s", "ratio", "p50_ms", "p99_ms", "peak_rss_mb"):
         assert isinstance(figures[key], float | int) and figures[key] > 0, key
     assert figures["posts"] == figures["stored"] == 4000
     assert figures["p99_ms"] >= figures["p50_ms"]
+    assert figures["engine_posts"] == 400
+    engine = figures["engine_rules"]
+    assert list(engine) == ["1", "100", "1000"]
+    for n, rules in engine.items():
+        assert rules["posts_per_s"] > 0 and rules["ratio"] > 0, n
+        expected = rules["posts_per_s"] / figures["vader_only_posts_per_s"]
+        assert rules["ratio"] == pytest.approx(expected, rel=0.01, abs=0.002), n
+    assert engine["1"]["keywords"] == 0 and engine["1"]["rules_per_post"] == 1
+    assert engine["1000"]["keywords"] >= 9000 and engine["1000"]["cashtags"] >= 1000
+    text = bench.as_text()
+    assert "400 of the 4,000 posts" in text and "1000 rules" in text and "ratio" in text
+
+
+def test_bench_rules_are_realistic_about_what_matches() -> None:
+    from statistics import median
+
+    from harvester.bench_rules import generated_rules, stream_vocabulary
+    from harvester.config.schema import EngineConfig
+    from harvester.engine import Engine
+    from harvester.sources.synthetic_text import StreamGenerator
+
+    origin = START.timestamp()
+    stream = StreamGenerator(seed=3, source="bench", rate=1000, origin=origin)
+    posts = []
+    for seq in range(1, 1501):
+        at = START + timedelta(seconds=seq / 1000)
+        posts.append(stream.post(seq, at.timestamp(), at, at))
+    texts = [post.text for post in posts]
+
+    rules = generated_rules(1000, texts)
+    assert len(rules) == 1000 and len({rule.name for rule in rules}) == 1000
+    assert rules[0].match_all and generated_rules(100, texts) == rules[:100]
+    keywords = [keyword for rule in rules for keyword in rule.keywords]
+    assert 9000 <= len(keywords) <= 11000 and sum(len(rule.cashtags) for rule in rules) >= 1000
+    vocabulary = set(stream_vocabulary(texts))
+    from_stream = [keyword for keyword in keywords if keyword in vocabulary]
+    assert 300 <= len(from_stream) <= 2000  # some keywords really occur; most name other things
+
+    engine = Engine(rules, EngineConfig())
+    per_post = [len(engine.match(post)) - 1 for post in posts[:600]]  # not counting all-traffic
+    assert 1 <= median(per_post) <= 6  # a handful of rules per post...
+    assert max(per_post) < 100  # ...and never anything like all of them
+    assert sum(1 for n in per_post if n > 0) > len(per_post) / 2

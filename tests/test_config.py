@@ -215,3 +215,11 @@ def test_run_refuses_a_bad_config_before_starting(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("config error: sources[0].rate: Input should be greater than 0")
     assert not (tmp_path / "state").exists()  # nothing was started or created
+
+
+def test_a_broken_lexicon_file_is_a_one_line_config_error(tmp_path: Path) -> None:
+    lexicon = tmp_path / "words.tsv"
+    lexicon.write_text("word\tscore\twhy\nmoon\tnot-a-number\tbecause\n")
+    message = error_of(f"engine:\n  lexicon_file: {lexicon}\n")
+    assert message.startswith("config error: engine.lexicon_file:")
+    assert "words.tsv" in message

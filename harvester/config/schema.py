@@ -9,10 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from harvester.config.base import NAME_PATTERN, Strict
-from harvester.config.detectors import VolumeSpikeConfig
+from harvester.config.detectors import (
+    CampaignConfig,
+    CrisisConfig,
+    NewCashtagConfig,
+    SentimentShiftConfig,
+    SilenceConfig,
+    ViralConfig,
+    VolumeSpikeConfig,
+)
 from harvester.config.durations import Duration
 from harvester.config.rules import RuleConfig
 from harvester.queues import FullPolicy
@@ -21,17 +29,23 @@ from harvester.queues import FullPolicy
 __all__ = [
     "NAME_PATTERN",
     "AlertsConfig",
+    "CampaignConfig",
     "Config",
+    "CrisisConfig",
     "DedupConfig",
     "EngineConfig",
     "InboxConfig",
     "LogConfig",
+    "NewCashtagConfig",
     "PluginConfig",
     "RuleConfig",
+    "SentimentShiftConfig",
+    "SilenceConfig",
     "SinkConfig",
     "SourceConfig",
     "StoreConfig",
     "Strict",
+    "ViralConfig",
     "VolumeSpikeConfig",
 ]
 
@@ -86,11 +100,30 @@ class EngineConfig(Strict):
     # Processes scoring sentiment beside the event loop; "auto" = 1 on a machine with 2+ cores, else 0
     # (0 scores inline on the event loop's thread).
     sentiment_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
+    # Default settings of each detector; a rule can override them (see RuleConfig).
     volume_spike: VolumeSpikeConfig = VolumeSpikeConfig()
+    sentiment: SentimentShiftConfig = SentimentShiftConfig()
+    viral: ViralConfig = ViralConfig()
+    campaign: CampaignConfig = CampaignConfig()
+    crisis: CrisisConfig = CrisisConfig()
+    silence: SilenceConfig = SilenceConfig()
+    # Over the whole stream rather than per rule:
+    new_cashtag: NewCashtagConfig = NewCashtagConfig()
+    source_silence: SilenceConfig = SilenceConfig()
+    lateness: Duration = 60.0  # how late (in event time) a post may arrive and still count in its window
     example_posts: PositiveInt = 3
     # A TSV of extra sentiment words (word, score on VADER's -4..+4 scale, why), on top of the built-in
     # trading and brand-crisis lexicon.
     lexicon_file: Path | None = None
+
+    @field_validator("lexicon_file")
+    @classmethod
+    def _lexicon_readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            from harvester.engine.sentiment import read_lexicon_file  # noqa: PLC0415 - config must not import the engine at load
+
+            read_lexicon_file(path)  # raises ValueError naming the file and line: a one-line config error
+        return path
 
 
 class AlertsConfig(Strict):

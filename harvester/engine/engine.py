@@ -2,21 +2,40 @@
 
 `now` is epoch seconds: the wall clock for live sources, the posts' own `created_at` in a replay
 (event time). Nothing here does I/O, so tests drive time by passing it.
+
+Each rule gets one detector of each enabled kind, built from the engine's defaults with the rule's
+own overrides and sensitivity preset applied. Stream detectors (source silence, new cashtags) see
+every post, matched or not. The crisis detector of a rule is told about the rule's other signals,
+because a crisis is a spike, negative sentiment and crisis vocabulary at once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from harvester.config.schema import EngineConfig, RuleConfig
+from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
+from harvester.engine.detectors.cashtags import NewCashtagDetector
+from harvester.engine.detectors.silence import SilenceDetector, SourceSilenceDetector
+from harvester.engine.normalize import terms
+from harvester.engine.presets import resolve_settings
 from harvester.engine.rules import CompiledRule, RuleMatcher
 from harvester.engine.sentiment import SentimentScorer
 from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+DetectorFactory = Callable[[str, Any, int], RuleDetector]
+
+# kind of settings (the key under `engine:` and in a rule) -> how to build its detector
+RULE_DETECTORS: dict[str, DetectorFactory] = {
+    "volume_spike": VolumeSpikeDetector,
+    "silence": lambda rule, settings, _examples: SilenceDetector(rule, settings),
+}
 
 
 class Verdict(NamedTuple):
@@ -27,7 +46,14 @@ class Verdict(NamedTuple):
     signals: tuple[Signal, ...]
 
 
-_NO_MATCH = Verdict((), None, ())
+class _RuleState:
+    """One rule's detectors, with the settings each was built from (to keep them on reload)."""
+
+    def __init__(self) -> None:
+        self.detectors: dict[str, tuple[BaseModel, RuleDetector]] = {}
+
+    def all(self) -> list[RuleDetector]:
+        return [detector for _, detector in self.detectors.values()]
 
 
 class Engine:
@@ -35,25 +61,49 @@ class Engine:
         self, rules: Sequence[RuleConfig], config: EngineConfig, scorer: SentimentScorer | None = None
     ) -> None:
         self.config = config
-        self.scorer = scorer or SentimentScorer()
-        self.detectors: dict[str, VolumeSpikeDetector] = {}
+        self._scorer = scorer
+        self.rules: dict[str, _RuleState] = {}
+        self.stream: list[StreamDetector] = []
+        if config.source_silence.enabled:
+            self.stream.append(SourceSilenceDetector(config.source_silence))
+        if config.new_cashtag.enabled:
+            self.stream.append(NewCashtagDetector(config.new_cashtag))
         self.load_rules(rules)
 
-    def load_rules(self, rules: Sequence[RuleConfig]) -> None:
-        """(Re)build the matcher; detectors of rules whose settings did not change keep their state."""
-        self.matcher = RuleMatcher(rules)
-        kept: dict[str, VolumeSpikeDetector] = {}
-        for rule in rules:
-            spike = rule.volume_spike or self.config.volume_spike
-            if not spike.enabled:
-                continue
-            previous = self.detectors.get(rule.name)
-            if previous is not None and previous.config == spike:
-                kept[rule.name] = previous
-            else:
-                kept[rule.name] = VolumeSpikeDetector(rule.name, spike, self.config.example_posts)
-        self.detectors = kept
+    @property
+    def scorer(self) -> SentimentScorer:
+        if self._scorer is None:  # built on first use: the daemon scores in a worker process instead
+            self._scorer = SentimentScorer(self.config.lexicon_file)
+        return self._scorer
 
+    # -- rules ------------------------------------------------------------------------------------
+    def load_rules(self, rules: Sequence[RuleConfig]) -> None:
+        """(Re)build the matcher; a rule's detectors whose settings did not change keep their state."""
+        self.matcher = RuleMatcher(rules)
+        kept: dict[str, _RuleState] = {}
+        for rule in rules:
+            previous = self.rules.get(rule.name)
+            state = _RuleState()
+            for kind, factory in RULE_DETECTORS.items():
+                settings = resolve_settings(kind, self.config, rule)
+                if settings is None:
+                    continue
+                old = previous.detectors.get(kind) if previous is not None else None
+                if old is not None and old[0] == settings:
+                    state.detectors[kind] = old
+                else:
+                    state.detectors[kind] = (
+                        settings,
+                        factory(rule.name, settings, self.config.example_posts),
+                    )
+            kept[rule.name] = state
+        self.rules = kept
+
+    def detectors(self, rule: str) -> dict[str, RuleDetector]:
+        state = self.rules.get(rule)
+        return {} if state is None else {kind: d for kind, (_, d) in state.detectors.items()}
+
+    # -- posts ------------------------------------------------------------------------------------
     def match(self, post: Post) -> list[CompiledRule]:
         """The rules `post` matches (step one; sentiment is then scored for matched posts only)."""
         return self.matcher.match(post)
@@ -61,45 +111,100 @@ class Engine:
     def observe(
         self, post: Post, matched: list[CompiledRule], sentiment: float | None, now: float
     ) -> Verdict:
-        """Step two: feed a matched, scored post to its rules' detectors."""
-        signals = []
+        """Step two: feed a post (matched and scored, or not matched) to the detectors."""
+        signals: list[Signal] = []
+        for watcher in self.stream:
+            signals += watcher.observe(now, post, ())
+        if not matched:
+            return Verdict((), None, tuple(signals))
+        obs = Observation(now, post, sentiment, tuple(terms(post.text)))
         for rule in matched:
-            detector = self.detectors.get(rule.name)
-            if detector is not None:
-                signal = detector.observe(now, post, sentiment)
-                if signal is not None:
-                    signals.append(signal)
+            state = self.rules.get(rule.name)
+            if state is None:
+                continue
+            fired: list[Signal] = []
+            for detector in state.all():
+                fired += detector.observe(obs)
+            signals += self._with_composites(state, fired)
         return Verdict(tuple(rule.name for rule in matched), sentiment, tuple(signals))
+
+    def _with_composites(self, state: _RuleState, fired: list[Signal]) -> list[Signal]:
+        """Tell the rule's composite detectors (crisis) about its other signals."""
+        if not fired:
+            return fired
+        composite = state.detectors.get("crisis")
+        if composite is None:
+            return fired
+        note = getattr(composite[1], "note_signal", None)
+        if note is None:
+            return fired
+        extra: list[Signal] = []
+        for signal in fired:
+            if signal.kind != composite[1].kind:
+                extra += note(signal)
+        return fired + extra
 
     def process(self, post: Post, now: float) -> Verdict:
         """Match, score and observe in one call (replays and tests; the daemon splits the steps)."""
         matched = self.matcher.match(post)
-        if not matched:
-            return _NO_MATCH
-        return self.observe(post, matched, self.scorer.score(post.text), now)
+        sentiment = self.scorer.score(post.text) if matched else None
+        return self.observe(post, matched, sentiment, now)
+
+    def reobserve(self, post: Post, now: float) -> list[Signal]:
+        """A post seen before came again (a re-fetch, an updated repost): detectors that follow posts
+        over time (viral growth) get the new engagement counts; nothing is counted twice."""
+        signals: list[Signal] = []
+        for rule in self.matcher.match(post):
+            state = self.rules.get(rule.name)
+            if state is None:
+                continue
+            fired: list[Signal] = []
+            for detector in state.all():
+                fired += detector.reobserve(now, post)
+            signals += self._with_composites(state, fired)
+        return signals
 
     def tick(self, now: float) -> list[Signal]:
-        """Let time pass with no posts: close buckets so quiet periods count as zeros."""
-        for detector in self.detectors.values():
-            detector.advance(now)
-        return []
+        """Let time pass with no post: windows close, silences are noticed."""
+        signals: list[Signal] = []
+        for watcher in self.stream:
+            signals += watcher.advance(now)
+        for state in self.rules.values():
+            fired: list[Signal] = []
+            for detector in state.all():
+                fired += detector.advance(now)
+            signals += self._with_composites(state, fired)
+        return signals
 
+    # -- state ------------------------------------------------------------------------------------
     def snapshot(self) -> str:
         state: dict[str, Any] = {
             "version": SNAPSHOT_VERSION,
-            "volume_spike": {name: d.snapshot() for name, d in self.detectors.items()},
+            "rules": {
+                name: {kind: d.snapshot() for kind, (_, d) in rule.detectors.items()}
+                for name, rule in self.rules.items()
+            },
+            "stream": {detector.kind: detector.snapshot() for detector in self.stream},
         }
         return json.dumps(state, separators=(",", ":"))
 
     def restore(self, blob: str) -> int:
-        """Restore detector state for the rules that still exist; returns how many were restored."""
+        """Restore detector state for the rules that still exist; returns how many rules were restored."""
         state = json.loads(blob)
         if state.get("version") != SNAPSHOT_VERSION:
             return 0
         restored = 0
-        for name, detector_state in state.get("volume_spike", {}).items():
-            detector = self.detectors.get(name)
-            if detector is not None:
-                detector.restore(detector_state)
-                restored += 1
+        for name, kinds in state.get("rules", {}).items():
+            rule = self.rules.get(name)
+            if rule is None:
+                continue
+            for kind, detector_state in kinds.items():
+                entry = rule.detectors.get(kind)
+                if entry is not None and detector_state:
+                    entry[1].restore(detector_state)
+            restored += 1
+        for detector in self.stream:
+            stream_state = state.get("stream", {}).get(detector.kind)
+            if stream_state:
+                detector.restore(stream_state)
         return restored

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import structlog
 
@@ -26,10 +27,10 @@ log = structlog.get_logger(__name__)
 _worker_scorer: SentimentScorer | None = None
 
 
-def _init_worker() -> None:
+def _init_worker(extra_lexicon: Path | None) -> None:
     global _worker_scorer  # noqa: PLW0603 - one analyzer per worker process, built once
     _exit_with_parent()
-    _worker_scorer = SentimentScorer()
+    _worker_scorer = SentimentScorer(extra_lexicon)
 
 
 def _exit_with_parent() -> None:
@@ -67,10 +68,11 @@ class SentimentPool:
 
     MAX_REBUILDS = 5
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, extra_lexicon: Path | None = None) -> None:
         self.workers = workers
+        self.extra_lexicon = extra_lexicon
         self.rebuilds = 0
-        self._inline = SentimentScorer()
+        self._inline = SentimentScorer(extra_lexicon)
         self._executor: ProcessPoolExecutor | None = None
 
     @property
@@ -83,6 +85,7 @@ class SentimentPool:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(self.extra_lexicon,),
             )
 
     async def score(self, texts: list[str]) -> list[float]:

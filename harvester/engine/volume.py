@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from harvester.config.schema import VolumeSpikeConfig
+from harvester.config.detectors import VolumeSpikeConfig
+from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector
+from harvester.engine.windows import BucketWindow, EwmaBaseline
 from harvester.models import Post, Severity, Signal
 
 KIND = "volume_spike"
 _MAX_AUTHORS_PER_BUCKET = 2000
-_MAX_CATCH_UP_BUCKETS = 10_000
 
 
 @dataclass(slots=True)
@@ -74,71 +75,78 @@ def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class VolumeSpikeDetector:
-    def __init__(self, rule: str, config: VolumeSpikeConfig, examples: int = 3) -> None:
-        self.rule = rule
+class VolumeSpikeDetector(RuleDetector):
+    kind = KIND
+
+    def __init__(
+        self, rule: str, config: VolumeSpikeConfig, examples: int = 3, lateness: float = 0.0
+    ) -> None:
+        super().__init__(rule)
         self.config = config
         self.examples = examples
-        self.alpha = 1.0 - 0.5 ** (1.0 / config.half_life_buckets)
-        self.mean = 0.0
-        self.var = 0.0
-        self.closed = 0  # buckets that have updated the baseline
-        self.buckets: list[_Bucket] = []  # the window, oldest first
+        self.window: BucketWindow[_Bucket] = BucketWindow(
+            config.bucket, config.window_buckets, _Bucket, lateness
+        )
+        self.baseline = EwmaBaseline(config.half_life_buckets)
         self.window_count = 0  # sum of the window's bucket counts, kept up to date
         self.cooldown_until = float("-inf")
         # After a restore, the time the daemon was down is unknown traffic, not zero traffic.
         self._resumed = False
-        # The first bucket after a start is seen only from the middle: its count is too low to learn.
-        self._partial_bucket: int | None = None
+
+    @property
+    def mean(self) -> float:
+        return self.baseline.mean
+
+    @property
+    def closed(self) -> int:
+        """Buckets that have taught the baseline."""
+        return self.baseline.n
+
+    @property
+    def buckets(self) -> list[_Bucket]:
+        return self.window.buckets
 
     # -- time ------------------------------------------------------------------------------------
-    def _index(self, ts: float) -> int:
-        return math.floor(ts / self.config.bucket)
-
     def _learn(self, count: int) -> None:
-        if self.closed >= self.config.warmup_buckets:
-            ceiling = self.mean + self.config.threshold * math.sqrt(max(self.var, self.mean, 1.0))
-            count = min(count, int(ceiling))
-        # Bias-corrected start: a plain average of the first buckets, then the exponential weights.
-        # (With the small alpha of a long half-life, an EWMA seeded from one bucket stays near that
-        # one bucket's count for many minutes.)
-        alpha = max(self.alpha, 1.0 / (self.closed + 1))
-        delta = count - self.mean
-        self.mean += alpha * delta
-        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)
-        self.closed += 1
+        base = self.baseline
+        ceiling = None
+        if base.n >= self.config.warmup_buckets:
+            ceiling = base.mean + self.config.threshold * math.sqrt(max(base.var, base.mean, 1.0))
+        base.learn(count, clip_above=ceiling)
 
-    def advance(self, ts: float) -> None:
+    def advance(self, ts: float) -> list[Signal]:
+        self.close_buckets(ts)
+        return []
+
+    def close_buckets(self, ts: float) -> None:
         """Close every bucket that ended before `ts` (empty ones count as zero)."""
-        index = self._index(ts)
-        if not self.buckets:
-            self.buckets.append(_Bucket(index))
-            self.window_count = 0
-            self._partial_bucket = index
-            return
-        current = self.buckets[-1].index
-        if index <= current:
-            return
-        gap = index - current - 1
-        if self._resumed and gap > 0:
+        window = self.window
+        if self._resumed and window.buckets and window.index_of(ts) > window.buckets[-1].index + 1:
             # The daemon was down: neither the bucket it stopped in nor the missed ones are known,
             # and the new one is seen only from the middle.
-            self.buckets = []
-            self._partial_bucket = index
+            window.start(window.index_of(ts))
+            window.newest = ts
+            self.window_count = 0
         else:
-            if current != self._partial_bucket:
-                self._learn(self.buckets[-1].count)
-            for _ in range(min(gap, _MAX_CATCH_UP_BUCKETS)):
-                self._learn(0)
+            closed = window.advance(ts)
+            if closed:
+                for bucket in closed:
+                    if bucket.index != window.partial_index:
+                        self._learn(bucket.count)
+                self.window_count = sum(b.count for b in window.buckets)
         self._resumed = False
-        self.buckets.append(_Bucket(index))
-        self.buckets = [b for b in self.buckets if b.index > index - self.config.window_buckets]
-        self.window_count = sum(b.count for b in self.buckets)
 
     # -- observation -----------------------------------------------------------------------------
-    def observe(self, ts: float, post: Post, sentiment: float | None) -> Signal | None:
-        self.advance(ts)
-        self.buckets[-1].add(post, sentiment, self.examples)
+    def observe(self, obs: Observation) -> list[Signal]:
+        signal = self.observe_post(obs.ts, obs.post, obs.sentiment)
+        return [signal] if signal is not None else []
+
+    def observe_post(self, ts: float, post: Post, sentiment: float | None) -> Signal | None:
+        self.close_buckets(ts)
+        bucket = self.window.bucket_for(ts)
+        if bucket is None:
+            return None  # later than the allowed lateness: counted in window.late
+        bucket.add(post, sentiment, self.examples)
         self.window_count += 1
         return self.evaluate(ts)
 
@@ -156,7 +164,7 @@ class VolumeSpikeDetector:
         expected = self.mean * span
         if observed < cfg.min_ratio * expected:
             return None
-        spread = math.sqrt(max(self.var, self.mean, 0.25) * span)
+        spread = math.sqrt(max(self.baseline.var, self.mean, 0.25) * span)
         z = (observed - expected) / spread
         if z < cfg.threshold:
             return None
@@ -165,7 +173,7 @@ class VolumeSpikeDetector:
         # be as unlikely as the sigma threshold promises.
         if poisson_tail(observed, expected) > gaussian_tail(cfg.threshold):
             return None
-        self.cooldown_until = ts + cfg.cooldown
+        self.cooldown_until = ts + max(cfg.cooldown, MIN_COOLDOWN_S)
         return self._signal(ts, first, observed, expected, z)
 
     def _severity(self, z: float) -> Severity:
@@ -218,19 +226,15 @@ class VolumeSpikeDetector:
     def snapshot(self) -> dict[str, Any]:
         """The baseline and the window's counts; evidence details (authors, examples) are not kept."""
         return {
-            "mean": self.mean,
-            "var": self.var,
-            "closed": self.closed,
+            "baseline": self.baseline.snapshot(),
             "cooldown_until": self.cooldown_until if math.isfinite(self.cooldown_until) else None,
             "buckets": [[b.index, b.count] for b in self.buckets],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.mean = float(state["mean"])
-        self.var = float(state["var"])
-        self.closed = int(state["closed"])
+        self.baseline.restore(state["baseline"])
         until = state.get("cooldown_until")
         self.cooldown_until = float(until) if until is not None else float("-inf")
-        self.buckets = [_Bucket(int(index), int(count)) for index, count in state["buckets"]]
+        self.window.buckets = [_Bucket(int(index), int(count)) for index, count in state["buckets"]]
         self.window_count = sum(b.count for b in self.buckets)
         self._resumed = True
