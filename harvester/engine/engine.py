@@ -21,7 +21,6 @@ from harvester.config.schema import EngineConfig, RuleConfig
 from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
 from harvester.engine.detectors.cashtags import NewCashtagDetector
 from harvester.engine.detectors.silence import SilenceDetector, SourceSilenceDetector
-from harvester.engine.normalize import terms
 from harvester.engine.presets import resolve_settings
 from harvester.engine.rules import CompiledRule, RuleMatcher
 from harvester.engine.sentiment import SentimentScorer
@@ -51,9 +50,11 @@ class _RuleState:
 
     def __init__(self) -> None:
         self.detectors: dict[str, tuple[BaseModel, RuleDetector]] = {}
+        self.all: tuple[RuleDetector, ...] = ()  # built once: this is walked for every matched post
 
-    def all(self) -> list[RuleDetector]:
-        return [detector for _, detector in self.detectors.values()]
+    def seal(self) -> _RuleState:
+        self.all = tuple(detector for _, detector in self.detectors.values())
+        return self
 
 
 class Engine:
@@ -96,7 +97,7 @@ class Engine:
                         settings,
                         factory(rule.name, settings, self.config.example_posts),
                     )
-            kept[rule.name] = state
+            kept[rule.name] = state.seal()
         self.rules = kept
 
     def detectors(self, rule: str) -> dict[str, RuleDetector]:
@@ -117,16 +118,20 @@ class Engine:
             signals += watcher.observe(now, post, ())
         if not matched:
             return Verdict((), None, tuple(signals))
-        obs = Observation(now, post, sentiment, tuple(terms(post.text)))
+        obs = Observation(now, post, sentiment)
+        rules = self.rules
+        names = []
         for rule in matched:
-            state = self.rules.get(rule.name)
+            name = rule.name
+            names.append(name)
+            state = rules.get(name)
             if state is None:
                 continue
-            fired: list[Signal] = []
-            for detector in state.all():
-                fired += detector.observe(obs)
-            signals += self._with_composites(state, fired)
-        return Verdict(tuple(rule.name for rule in matched), sentiment, tuple(signals))
+            for detector in state.all:
+                fired = detector.observe(obs)
+                if fired:
+                    signals += self._with_composites(state, fired)
+        return Verdict(tuple(names), sentiment, tuple(signals))
 
     def _with_composites(self, state: _RuleState, fired: list[Signal]) -> list[Signal]:
         """Tell the rule's composite detectors (crisis) about its other signals."""
@@ -159,7 +164,7 @@ class Engine:
             if state is None:
                 continue
             fired: list[Signal] = []
-            for detector in state.all():
+            for detector in state.all:
                 fired += detector.reobserve(now, post)
             signals += self._with_composites(state, fired)
         return signals
@@ -171,7 +176,7 @@ class Engine:
             signals += watcher.advance(now)
         for state in self.rules.values():
             fired: list[Signal] = []
-            for detector in state.all():
+            for detector in state.all:
                 fired += detector.advance(now)
             signals += self._with_composites(state, fired)
         return signals

@@ -142,8 +142,15 @@ class VolumeSpikeDetector(RuleDetector):
         return [signal] if signal is not None else []
 
     def observe_post(self, ts: float, post: Post, sentiment: float | None) -> Signal | None:
-        self.close_buckets(ts)
-        bucket = self.window.bucket_for(ts)
+        window = self.window
+        current = window.buckets[-1] if window.buckets else None
+        # Hot path (every matched post of every rule): most posts fall in the current bucket.
+        if current is not None and current.index == int(ts // window.width) and not self._resumed:
+            bucket: _Bucket | None = current
+            window.newest = max(window.newest, ts)
+        else:
+            self.close_buckets(ts)
+            bucket = window.bucket_for(ts)
         if bucket is None:
             return None  # later than the allowed lateness: counted in window.late
         bucket.add(post, sentiment, self.examples)
@@ -152,10 +159,13 @@ class VolumeSpikeDetector(RuleDetector):
 
     def evaluate(self, ts: float) -> Signal | None:
         cfg = self.config
-        if self.closed < cfg.warmup_buckets or ts < self.cooldown_until or not self.buckets:
-            return None
         observed = self.window_count
-        if observed < cfg.min_count:
+        # Cheap exits first: most posts of most rules are nowhere near a spike.
+        if observed < cfg.min_count or observed < cfg.min_ratio * self.baseline.mean * (
+            cfg.window_buckets - 0.95
+        ):
+            return None
+        if self.closed < cfg.warmup_buckets or ts < self.cooldown_until or not self.buckets:
             return None
         current = self.buckets[-1].index
         first = current - cfg.window_buckets + 1

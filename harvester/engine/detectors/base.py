@@ -11,10 +11,10 @@ example posts) need not survive.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from harvester.engine.normalize import terms as content_terms
 from harvester.models import Post, Signal
 
 # Every detector waits at least this long after a signal before the next one of its kind and rule,
@@ -22,14 +22,27 @@ from harvester.models import Post, Signal
 MIN_COOLDOWN_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
 class Observation:
-    """One matched post as a rule detector sees it."""
+    """One matched post as a rule detector sees it.
 
-    ts: float  # engine time, epoch seconds
-    post: Post
-    sentiment: float | None  # VADER compound, -1..1
-    terms: tuple[str, ...]  # content terms (see harvester.engine.normalize.terms)
+    `terms` (the content terms, see `harvester.engine.normalize.terms`) are worked out on first use
+    and shared by every rule the post matched: they cost more than a detector's whole update, and
+    most detectors only need them when a signal fires.
+    """
+
+    __slots__ = ("_terms", "post", "sentiment", "ts")
+
+    def __init__(self, ts: float, post: Post, sentiment: float | None, terms: tuple[str, ...] | None = None):
+        self.ts = ts  # engine time, epoch seconds
+        self.post = post
+        self.sentiment = sentiment  # VADER compound, -1..1
+        self._terms = terms
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        if self._terms is None:
+            self._terms = tuple(content_terms(self.post.text))
+        return self._terms
 
 
 def at(ts: float) -> datetime:

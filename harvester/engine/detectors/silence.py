@@ -45,6 +45,14 @@ class GapWatch:
                 self.rate.learn(minute.count)
 
     def seen(self, ts: float) -> None:
+        minutes = self.minutes
+        current = minutes.buckets[-1] if minutes.buckets else None
+        if current is not None and current.index == int(ts // MINUTE):  # hot path: same minute
+            current.count += 1
+            minutes.newest = max(minutes.newest, ts)
+            self.last_post = max(self.last_post, ts)
+            self.signalled_gap = False
+            return
         self._learn_until(ts)
         bucket = self.minutes.bucket_for(ts)
         if bucket is not None:
