@@ -225,6 +225,7 @@ class App:
                 rng=random.Random(self.rng.random() + index),
                 cursor=cursors.get(name),
                 on_malformed=self._count_malformed,
+                rules=self.config.rules,
             )
             supervisors.append(
                 Supervisor(source, ctx, on_restart=functools.partial(self._count_restart, name))

@@ -13,14 +13,14 @@ from __future__ import annotations
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import structlog
 
 from harvester.clock import Clock, Sleep
-from harvester.config.schema import SourceConfig
+from harvester.config.schema import RuleConfig, SourceConfig
 from harvester.health import SourceHealth, SourceState
 from harvester.models import Post
 
@@ -51,8 +51,11 @@ class SourceContext:
         rng: random.Random,
         cursor: str | None = None,
         on_malformed: Callable[[str], None] | None = None,
+        rules: Sequence[RuleConfig] = (),
     ) -> None:
         self.name = name
+        # The daemon's rules, for sources that filter at the platform (X stream rules from keywords).
+        self.rules = tuple(rules)
         self.health = health
         self.clock = clock
         self.sleep = sleep
