@@ -19,8 +19,12 @@ from pydantic import BaseModel
 
 from harvester.config.schema import EngineConfig, RuleConfig
 from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
+from harvester.engine.detectors.campaign import CampaignDetector
 from harvester.engine.detectors.cashtags import NewCashtagDetector
+from harvester.engine.detectors.crisis import CrisisDetector
+from harvester.engine.detectors.sentiment import SentimentShiftDetector
 from harvester.engine.detectors.silence import SilenceDetector, SourceSilenceDetector
+from harvester.engine.detectors.viral import ViralPostDetector
 from harvester.engine.presets import resolve_settings
 from harvester.engine.rules import CompiledRule, RuleMatcher
 from harvester.engine.sentiment import SentimentScorer
@@ -28,12 +32,19 @@ from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
 
 SNAPSHOT_VERSION = 2
-DetectorFactory = Callable[[str, Any, int], RuleDetector]
+DetectorFactory = Callable[[str, Any, EngineConfig], RuleDetector]
 
-# kind of settings (the key under `engine:` and in a rule) -> how to build its detector
+# kind of settings (the key under `engine:` and in a rule) -> how to build its detector. The crisis
+# detector comes after the detectors whose signals it combines (see `_with_composites`).
 RULE_DETECTORS: dict[str, DetectorFactory] = {
-    "volume_spike": VolumeSpikeDetector,
-    "silence": lambda rule, settings, _examples: SilenceDetector(rule, settings),
+    "volume_spike": lambda rule, settings, engine: VolumeSpikeDetector(
+        rule, settings, engine.example_posts, engine.lateness
+    ),
+    "sentiment": lambda rule, settings, engine: SentimentShiftDetector(rule, settings, engine.example_posts),
+    "viral": lambda rule, settings, engine: ViralPostDetector(rule, settings, engine.example_posts),
+    "campaign": lambda rule, settings, engine: CampaignDetector(rule, settings, engine.example_posts),
+    "crisis": lambda rule, settings, engine: CrisisDetector(rule, settings, engine.example_posts),
+    "silence": lambda rule, settings, _engine: SilenceDetector(rule, settings),
 }
 
 
@@ -95,7 +106,7 @@ class Engine:
                 else:
                     state.detectors[kind] = (
                         settings,
-                        factory(rule.name, settings, self.config.example_posts),
+                        factory(rule.name, settings, self.config),
                     )
             kept[rule.name] = state.seal()
         self.rules = kept

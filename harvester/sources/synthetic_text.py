@@ -21,7 +21,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
@@ -854,7 +854,8 @@ class _Viral(_ScenarioStream):
     """A high-follower account's post, then a stream of reposts, replies and quotes that keeps growing.
 
     Reposts carry the original's running engagement counts (as platforms report them on a repost),
-    so the original's likes and reposts visibly climb over the scenario.
+    so the original's likes and reposts visibly climb over the scenario. Every reference names the
+    original in `Post.ref`, as the platforms' APIs do, so detectors can follow it.
     """
 
     def __init__(self, gen: StreamGenerator, scenario: Scenario, rng: random.Random) -> None:
@@ -863,6 +864,7 @@ class _Viral(_ScenarioStream):
         self.celebrity = next(a for a in gen.pool.celebrities if a.handle == handle)
         self.original = rng.choice(_VIRAL_ORIGINS)
         self.original_url = ""
+        self.original_uid = ""
         self.pending_first = True
         self.references = 0
 
@@ -879,6 +881,7 @@ class _Viral(_ScenarioStream):
                 seq, self.celebrity, self.original, CHATTER, created_at=created_at, received_at=received_at
             )
             self.original_url = post.url or ""
+            self.original_uid = post.uid
             return post
         self.references += 1
         kind = self.gen.random()
@@ -887,21 +890,28 @@ class _Viral(_ScenarioStream):
         if kind < 0.5:
             return self._repost(seq, author, created_at, received_at)
         text = f"@{self.celebrity.handle} {reaction}" if kind < 0.8 else f"{reaction} {self.original_url}"
-        return self.gen.build(seq, author, text, CHATTER, created_at=created_at, received_at=received_at)
+        return self._referencing(
+            self.gen.build(seq, author, text, CHATTER, created_at=created_at, received_at=received_at)
+        )
+
+    def _referencing(self, post: Post) -> Post:
+        return replace(post, ref=self.original_uid)
 
     def _repost(self, seq: int, author: Author, created_at: datetime, received_at: datetime) -> Post:
         # Each visible reference stands for many more on a real platform; scale by the audience.
         reach = max(1, self.celebrity.followers // 5000)
         reposts = self.references * reach
         text = f"RT @{self.celebrity.handle}: {self.original}"
-        return self.gen.build(
-            seq,
-            author,
-            text,
-            CHATTER,
-            created_at=created_at,
-            received_at=received_at,
-            counts=(reposts * 4, reposts, reposts // 3),
+        return self._referencing(
+            self.gen.build(
+                seq,
+                author,
+                text,
+                CHATTER,
+                created_at=created_at,
+                received_at=received_at,
+                counts=(reposts * 4, reposts, reposts // 3),
+            )
         )
 
 

@@ -1,0 +1,394 @@
+"""Coordinated campaign: near-duplicate texts from many distinct accounts within minutes.
+
+Each post is reduced to its words (no URLs, @mentions, punctuation or emoji) and fingerprinted with a
+64-bit SimHash (`harvester.engine.simhash`). A post joins the nearest live cluster whose *seed* (the
+fingerprint of the post that opened it) is within `max_distance` bits, or opens a new cluster. The
+clusters are balls around their seed, not chains: letting every member recruit its own neighbours
+lets a cluster drift across a family of templated everyday posts ("the <brand> app was fine", "the
+<brand> card was fine ...") until it spans many unrelated accounts. Seeds are found through LSH
+bands (`BandSplit`: with up to 7 bits allowed the band split finds every seed in range), so a post
+costs a handful of dict lookups however many clusters are live.
+
+A cluster counts the distinct accounts that posted into it during the last `window` seconds and
+fires once it reaches `min_accounts`. A cluster expires `window` seconds after its last post; at most
+`max_clusters` are kept (the least recently active go first) and each remembers at most
+`_MAX_AUTHORS` accounts, so memory per rule is bounded whatever the traffic.
+
+What is not a campaign:
+- reposts ("RT @user: ..."): many accounts repeating one post is that post going viral, which the
+  viral-post detector reports;
+- a wave of identical reactions to one post (every member replies to or quotes the same post:
+  "this is so true"), for the same reason. The cost: reply-bombing of a single post is left to the
+  viral detector, which sees it as references to that post;
+- a second cluster of a campaign that already fired (its seed within twice `max_distance` of the
+  fired one, or half of its accounts already counted there): one campaign, one alert.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harvester.config.detectors import CampaignConfig
+from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.simhash import BandSplit, distance, is_repost, simhash, words
+from harvester.models import Post, Severity, Signal
+
+KIND = "campaign"
+_MAX_AUTHORS = 1000  # per cluster; a campaign has long fired before this many accounts
+_MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
+_MAX_CAMPAIGNS = 64  # campaigns remembered to keep their other clusters quiet
+_TEXT_CHARS = 280  # of the representative text kept for the alert
+_LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
+_EXAMPLE_AUTHORS = 10
+_LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+
+
+@dataclass(slots=True)
+class _Cluster:
+    seed: int
+    text: str
+    first_seen: float
+    last_seen: float
+    posts: int = 0
+    # account -> (time of its last post here, its followers if known); oldest first
+    authors: dict[str, tuple[float, int | None]] = field(default_factory=dict)
+    examples: list[tuple[int, str]] = field(default_factory=list)  # min-heap of (engagement, uid)
+    # The post every member so far replies to or quotes ("" while none has a ref): a reaction wave.
+    reacts_to: str | None = ""
+    fired_rank: int = -1
+    cooldown_until: float = -math.inf
+    campaign: int | None = None  # seed of the cluster whose signal covers this one
+    # Distinct fingerprints of its posts (the seed first) under which it is found: see the module doc.
+    members: list[int] = field(default_factory=list)
+
+    def add(self, post: Post, ts: float, examples: int) -> None:
+        self.posts += 1
+        self.last_seen = max(self.last_seen, ts)
+        previous = self.authors.pop(post.author, None)
+        if previous is not None or len(self.authors) < _MAX_AUTHORS:
+            seen = ts if previous is None else max(ts, previous[0])
+            self.authors[post.author] = (seen, post.followers)
+        if self.posts == 1:
+            self.reacts_to = post.ref
+        elif post.ref != self.reacts_to:
+            self.reacts_to = None
+        item = (post.engagement, post.uid)
+        if len(self.examples) < examples:
+            heapq.heappush(self.examples, item)
+        elif item > self.examples[0]:
+            heapq.heapreplace(self.examples, item)
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop accounts whose last post here is older than `cutoff` (oldest first: usually O(1))."""
+        authors = self.authors
+        while authors:
+            author, (seen, _) = next(iter(authors.items()))
+            if seen >= cutoff:
+                return
+            del authors[author]
+
+    def accounts_since(self, cutoff: float) -> list[tuple[str, int | None]]:
+        # A late post can leave an old entry behind a newer one, so count exactly.
+        return [(a, f) for a, (seen, f) in self.authors.items() if seen >= cutoff]
+
+    @property
+    def reaction_wave(self) -> bool:
+        return bool(self.reacts_to)
+
+    def row(self) -> list[Any]:
+        """A compact, JSON-ready form for the snapshot."""
+        authors = [[a, seen, f] for a, (seen, f) in self.authors.items()]
+        return [
+            self.seed, self.text, self.first_seen, self.last_seen, self.posts, self.reacts_to,
+            self.fired_rank, _finite(self.cooldown_until), self.campaign, self.members, authors,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> tuple[_Cluster, list[int]]:
+        """The cluster (not yet indexed) and the fingerprints to index it under."""
+        seed, text, first, last, posts, reacts_to, rank, until, campaign, members, authors = row
+        cluster = cls(int(seed), str(text), float(first), float(last), int(posts))
+        cluster.reacts_to = reacts_to
+        cluster.fired_rank = int(rank)
+        cluster.cooldown_until = -math.inf if until is None else float(until)
+        cluster.campaign = None if campaign is None else int(campaign)
+        cluster.authors = {str(a): (float(seen), f) for a, seen, f in authors}
+        return cluster, [int(m) for m in members]
+
+
+@dataclass(slots=True)
+class _Campaign:
+    """A campaign that fired: its accounts (from all of its clusters, as they keep posting) and how
+    long its other clusters stay quiet."""
+
+    seed: int
+    until: float
+    authors: set[str]
+
+    def enlist(self, authors: Iterable[str]) -> None:
+        for author in authors:
+            if len(self.authors) >= _MAX_AUTHORS:
+                return
+            self.authors.add(author)
+
+
+class CampaignDetector(RuleDetector):
+    kind = KIND
+
+    def __init__(self, rule: str, config: CampaignConfig, examples: int = 3) -> None:
+        super().__init__(rule)
+        self.config = config
+        self.examples = examples
+        self.cooldown = max(config.cooldown, MIN_COOLDOWN_S)
+        self.bands = BandSplit(config.max_distance)
+        self.clusters: OrderedDict[int, _Cluster] = OrderedDict()  # by seed, least recently active first
+        self.buckets: dict[int, set[int]] = {}  # band key -> member fingerprints
+        self.seed_of: dict[int, int] = {}  # member fingerprint -> its cluster's seed
+        self.campaigns: dict[int, _Campaign] = {}  # by the seed of the cluster that fired
+        self.now = -math.inf
+        # The rule-wide MIN_COOLDOWN_S gap: a cluster ready while it runs waits here, not dropped.
+        self.quiet_until = -math.inf
+        self.waiting: dict[int, None] = {}
+
+    # -- observation -----------------------------------------------------------------------------
+    def observe(self, obs: Observation) -> list[Signal]:
+        signals = self.advance(obs.ts)
+        post, ts = obs.post, obs.ts
+        if ts < self.now - self.config.window or is_repost(post.text):
+            return signals
+        features = words(post.text)
+        if sum(map(len, features)) + len(features) - 1 < self.config.min_chars:
+            return signals
+        fingerprint = simhash(features)
+        cluster = self._nearest(fingerprint) or self._open(fingerprint, post, ts)
+        if len(cluster.members) < _MAX_MEMBERS and fingerprint not in self.seed_of:
+            self._index(cluster, fingerprint)
+        cluster.add(post, ts, self.examples)
+        cluster.forget_before(self.now - self.config.window)
+        if cluster.campaign is not None and cluster.campaign in self.campaigns:
+            self.campaigns[cluster.campaign].enlist((post.author,))
+        self.clusters.move_to_end(cluster.seed)
+        signal = self._evaluate(cluster, ts)
+        if signal is not None:
+            signals.append(signal)
+        return signals
+
+    def advance(self, ts: float) -> list[Signal]:
+        """Expire clusters idle for a whole window; fire a cluster held by the rule-wide gap."""
+        self.now = max(self.now, ts)
+        cutoff = self.now - self.config.window
+        while self.clusters:
+            oldest = next(iter(self.clusters.values()))
+            if oldest.last_seen >= cutoff:
+                break
+            self._remove(oldest)
+        if not self.waiting or self.now < self.quiet_until:
+            return []
+        seed = next(iter(self.waiting))
+        del self.waiting[seed]
+        cluster = self.clusters.get(seed)
+        signal = None if cluster is None else self._evaluate(cluster, self.now)
+        return [] if signal is None else [signal]
+
+    # -- clusters --------------------------------------------------------------------------------
+    def _nearest(self, fingerprint: int) -> _Cluster | None:
+        seed_of = self.seed_of
+        seed = seed_of.get(fingerprint)
+        if seed is not None:
+            return self.clusters[seed]
+        best, best_distance = None, self.config.max_distance + 1
+        for bucket in filter(None, map(self.buckets.get, self.bands.keys(fingerprint))):
+            for member in bucket:
+                seed = seed_of[member]
+                d = (fingerprint ^ seed).bit_count()
+                if d < best_distance:
+                    best, best_distance = seed, d
+        return None if best is None else self.clusters[best]
+
+    def _open(self, fingerprint: int, post: Post, ts: float) -> _Cluster:
+        cluster = _Cluster(fingerprint, post.text[:_TEXT_CHARS], ts, ts)
+        self.clusters[fingerprint] = cluster
+        self._index(cluster, fingerprint)
+        if len(self.clusters) > self.config.max_clusters:
+            self._remove(next(iter(self.clusters.values())))
+        return cluster
+
+    def _index(self, cluster: _Cluster, fingerprint: int) -> None:
+        cluster.members.append(fingerprint)
+        self.seed_of[fingerprint] = cluster.seed
+        for key in self.bands.keys(fingerprint):
+            self.buckets.setdefault(key, set()).add(fingerprint)
+
+    def _remove(self, cluster: _Cluster) -> None:
+        del self.clusters[cluster.seed]
+        self.waiting.pop(cluster.seed, None)
+        for member in cluster.members:
+            del self.seed_of[member]
+            for key in self.bands.keys(member):
+                bucket = self.buckets.get(key)
+                if bucket is not None:
+                    bucket.discard(member)
+                    if not bucket:
+                        del self.buckets[key]
+
+    # -- verdict ---------------------------------------------------------------------------------
+    def _evaluate(self, cluster: _Cluster, ts: float) -> Signal | None:
+        cfg = self.config
+        if len(cluster.authors) < cfg.min_accounts or cluster.reaction_wave:
+            return None
+        accounts = cluster.accounts_since(ts - cfg.window)
+        if len(accounts) < cfg.min_accounts:
+            return None
+        low_share, known = _low_follower_share(accounts)
+        severity = self._severity(len(accounts), low_share)
+        if cluster.fired_rank >= 0 and (ts < cluster.cooldown_until or severity.rank <= cluster.fired_rank):
+            return None
+        if cluster.fired_rank < 0 and self._part_of_fired_campaign(cluster, accounts, ts):
+            return None
+        if ts < self.quiet_until:
+            self.waiting[cluster.seed] = None
+            return None
+        cluster.fired_rank = severity.rank
+        cluster.cooldown_until = ts + self.cooldown
+        self.quiet_until = ts + MIN_COOLDOWN_S
+        self._remember_campaign(cluster, accounts, ts)
+        return self._signal(
+            cluster, ts, accounts=accounts, severity=severity, low_share=low_share, known=known
+        )
+
+    def _part_of_fired_campaign(
+        self, cluster: _Cluster, accounts: list[tuple[str, int | None]], ts: float
+    ) -> bool:
+        """A campaign's variants may open several clusters; only the first one to fire alerts.
+
+        Another cluster belongs to it if its seed is within twice `max_distance` of the fired seed
+        (some posts could join either) or if half of its accounts already posted in the campaign.
+        """
+        for campaign in self.campaigns.values():
+            if ts >= campaign.until:
+                continue
+            shared = sum(1 for author, _ in accounts if author in campaign.authors)
+            near = distance(cluster.seed, campaign.seed) <= 2 * self.config.max_distance
+            if near or 2 * shared >= len(accounts):
+                cluster.campaign = campaign.seed
+                cluster.fired_rank = Severity.HIGH.rank  # covered: no escalation of a duplicate either
+                cluster.cooldown_until = campaign.until
+                campaign.enlist(author for author, _ in accounts)
+                return True
+        return False
+
+    def _remember_campaign(
+        self, cluster: _Cluster, accounts: list[tuple[str, int | None]], ts: float
+    ) -> None:
+        live = [c for c in self.campaigns.values() if c.until > ts and c.seed != cluster.seed]
+        self.campaigns = {c.seed: c for c in live[-(_MAX_CAMPAIGNS - 1) :]}
+        campaign = _Campaign(cluster.seed, ts + self.cooldown, set())
+        campaign.enlist(author for author, _ in accounts)
+        self.campaigns[cluster.seed] = campaign
+        cluster.campaign = cluster.seed
+
+    def _severity(self, accounts: int, low_share: float | None) -> Severity:
+        ratio = accounts / self.config.min_accounts
+        level = 2 if ratio >= 4 else 1 if ratio >= 2 else 0
+        # Nearly all accounts tiny: the signature of accounts made for the purpose.
+        if low_share is not None and low_share >= 0.8:
+            level += 1
+        return _LEVELS[min(level, len(_LEVELS) - 1)]
+
+    def _signal(
+        self,
+        cluster: _Cluster,
+        ts: float,
+        *,
+        accounts: list[tuple[str, int | None]],
+        severity: Severity,
+        low_share: float | None,
+        known: int,
+    ) -> Signal:
+        cfg = self.config
+        window_start = max(cluster.first_seen, ts - cfg.window)
+        count = len(accounts)
+        summary = (
+            f"{count} accounts posted near-identical text for rule {self.rule!r} "
+            f"within {cfg.window:g}s: {_quote(cluster.text, 80)}"
+        )
+        if low_share is not None:
+            summary += f" ({low_share:.0%} with under {_LOW_FOLLOWERS} followers)"
+        evidence: dict[str, Any] = {
+            "distinct_accounts": count,
+            "posts": cluster.posts,
+            "window_s": cfg.window,
+            "first_seen": at(cluster.first_seen).isoformat(),
+            "representative_text": cluster.text,
+            "fingerprint": f"{cluster.seed:016x}",
+            "low_follower_share": None if low_share is None else round(low_share, 3),
+            "followers_known": known,
+            "example_authors": [a for a, _ in accounts[-_EXAMPLE_AUTHORS:]],
+            "example_uids": [uid for _, uid in heapq.nlargest(self.examples, cluster.examples)],
+        }
+        # The seed names the cluster: two clusters opened in the same instant must not share an id.
+        key = f"{KIND}:{cluster.seed:016x}:{severity.value}"
+        return Signal(
+            id=Signal.make_id(self.rule, key, at(cluster.first_seen)),
+            rule=self.rule,
+            kind=KIND,
+            severity=severity,
+            at=at(ts),
+            window_start=at(window_start),
+            window_end=at(ts),
+            observed=float(count),
+            baseline=float(cfg.min_accounts),
+            score=round(count / cfg.min_accounts, 2),
+            summary=summary,
+            evidence=evidence,
+        )
+
+    # -- persistence -----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Clusters with at least two accounts or a signal behind them (one-post clusters, nearly all
+        of them, are not worth a restart), the campaigns that fired, and the rule-wide gap."""
+        clusters = [c.row() for c in self.clusters.values() if len(c.authors) >= 2 or c.fired_rank >= 0]
+        campaigns = [[c.seed, c.until, sorted(c.authors)] for c in self.campaigns.values()]
+        return {"clusters": clusters, "campaigns": campaigns, "quiet_until": _finite(self.quiet_until)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.clusters.clear()
+        self.buckets.clear()
+        self.seed_of.clear()
+        self.waiting.clear()
+        for row in state.get("clusters", []):
+            cluster, members = _Cluster.from_row(row)
+            self.clusters[cluster.seed] = cluster
+            for member in members:
+                if member not in self.seed_of:
+                    self._index(cluster, member)
+        self.campaigns = {
+            int(seed): _Campaign(int(seed), float(until), set(authors))
+            for seed, until, authors in state.get("campaigns", [])
+        }
+        quiet = state.get("quiet_until")
+        self.quiet_until = -math.inf if quiet is None else float(quiet)
+        self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
+
+
+def _low_follower_share(accounts: list[tuple[str, int | None]]) -> tuple[float | None, int]:
+    """Share of accounts under _LOW_FOLLOWERS followers among those whose count is known (None if
+    fewer than half are known: a share of a few would say little)."""
+    known = [f for _, f in accounts if f is not None]
+    if 2 * len(known) < len(accounts) or not known:
+        return None, len(known)
+    return sum(1 for f in known if f < _LOW_FOLLOWERS) / len(known), len(known)
+
+
+def _quote(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

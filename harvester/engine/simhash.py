@@ -1,0 +1,115 @@
+"""64-bit SimHash of short social texts, the band keys that find near neighbours quickly, and the
+small text helpers both need.
+
+SimHash (Charikar 2002) gives similar texts fingerprints that differ in few bits: each feature (here a
+word) hashes to 64 bits, every bit position takes a vote over the features, and the majority wins.
+The expected Hamming distance between two fingerprints grows with the angle between the texts'
+word-count vectors, so one word swapped in a 30-word message moves about 5 of the 64 bits while
+unrelated texts sit near 32.
+
+Words rather than multi-word shingles: a swapped word changes one word but two word pairs, and on
+texts this short that shows. Measured on the synthetic campaign's variants against their message
+(a word or phrase swapped, an emoji or hashtag added): median 7 bits apart with words, 9 with word
+pairs; within 8 bits, 74% against 47%. Unrelated everyday posts: median 30 bits, 1st percentile 17.
+
+Speed matters (this runs on every matched post), so the vote is counted without a per-bit loop: each
+word's hash is cached pre-spread into 64 one-byte lanes of a 512-bit integer, a text's lanes are
+summed with one `sum()`, a bias per lane turns "more than half" into the lane's top bit, and the 64
+top bits are gathered back with a byte translation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from itertools import chain
+
+BITS = 64
+# One byte per bit position: the vote of at most 255 words fits in a lane without overflowing.
+MAX_FEATURES = 255
+_LANE_ONES = int.from_bytes(b"\x01" * BITS, "little")
+_TO_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
+
+# URLs and @mentions differ between copies of one message (tracking links, reply targets) without
+# changing what it says, so they are dropped; so are punctuation and emoji (everything but \w runs).
+# "RT @user:" prefixes go with the mention.
+_NOISE = re.compile(r"(?:https?://|www\.)\S+|@\w+")
+_WORD = re.compile(r"\w+")
+_REPOST = re.compile(r"\s*RT @\w+")
+
+
+def words(text: str) -> list[str]:
+    """The lowercase words of `text`, without URLs, @mentions, punctuation or emoji ('#tag' -> 'tag').
+
+    Every word, in order and as often as it occurs, unlike `normalize.terms` (content terms, each
+    once): without its stopwords a message is shorter, and one swapped word a bigger share of it.
+    """
+    text = text.lower()
+    if "@" in text or "://" in text or "www." in text:
+        text = _NOISE.sub(" ", text)
+    return _WORD.findall(text)
+
+
+def is_repost(text: str) -> bool:
+    """A pure repost ("RT @user: ..."): someone else's words and, often, someone else's counts."""
+    return _REPOST.match(text) is not None
+
+
+@lru_cache(maxsize=1 << 16)
+def _spread(word: str) -> int:
+    """The word's 64-bit hash with bit i moved to the lowest bit of byte i (cached: words repeat)."""
+    # blake2b, not hash(): fingerprints are snapshotted and must mean the same after a restart.
+    digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(bytes((digest >> i) & 1 for i in range(BITS)), "little")
+
+
+def simhash(features: Sequence[str]) -> int:
+    """The 64-bit SimHash of `features` (each counted as often as it occurs; at most MAX_FEATURES)."""
+    if len(features) > MAX_FEATURES:
+        features = features[:MAX_FEATURES]
+    n = len(features)
+    if n == 0:
+        return 0
+    votes = sum(map(_spread, features))  # lane i holds how many features have bit i set
+    # count > n/2  <=>  count + 127 - n//2 >= 128, and the sum stays below 256: no carry between lanes.
+    majority = ((votes + (127 - n // 2) * _LANE_ONES) >> 7) & _LANE_ONES
+    return int(majority.to_bytes(BITS, "little").translate(_TO_ASCII_BITS)[::-1], 2)
+
+
+def distance(a: int, b: int) -> int:
+    """Hamming distance: how many of the 64 bits differ."""
+    return (a ^ b).bit_count()
+
+
+class BandSplit:
+    """Find fingerprints within `max_distance` bits through four 16-bit bands.
+
+    Fingerprints are indexed under their four band values (`keys`). A lookup (`probes`) tries each
+    band's value and, when more than 3 bits may differ, its 16 one-bit neighbours too: 68 dict
+    lookups. Pigeonhole: 3 differing bits leave one band intact, and 7 leave one band with at most
+    one differing bit, so up to 7 the search finds every fingerprint in range; at 8 it misses the 5%
+    of pairs whose differences fall exactly two in every band. Sixteen-bit keys keep the buckets
+    nearly empty (SimHash bits of everyday text are not uniform: with narrower bands, shared common
+    words pile fingerprints into a few buckets, and a lookup walks over a hundred of them).
+    """
+
+    BANDS = 4
+    WIDTH = BITS // BANDS
+
+    def __init__(self, max_distance: int) -> None:
+        self.exact = max_distance <= 7
+        flips = (0, *(1 << i for i in range(self.WIDTH))) if max_distance > 3 else (0,)
+        self._flips = flips
+        self._mask = (1 << self.WIDTH) - 1
+
+    def keys(self, fingerprint: int) -> list[int]:
+        """One key per band: the band's bits tagged with its index, so bands never collide."""
+        mask, width = self._mask, self.WIDTH
+        return [(band << width) | ((fingerprint >> (band * width)) & mask) for band in range(self.BANDS)]
+
+    def probes(self, fingerprint: int) -> Iterator[int]:
+        """The keys under which a fingerprint within `max_distance` may be indexed."""
+        flips = self._flips
+        return chain.from_iterable(map(key.__xor__, flips) for key in self.keys(fingerprint))
