@@ -174,7 +174,9 @@ class App:
             queue=signals,
             on_alerts=dispatcher.wake,
             on_latency=self.hooks.on_signal_latency,
+            sleep=self.sleep,
         )
+        regrouped = await router.restore()
         log.info(
             "harvester starting",
             config=str(self.loaded.path) if self.loaded.path else None,
@@ -182,6 +184,7 @@ class App:
             sources=[s.ctx.name for s in supervisors],
             rules=len(cfg.rules),
             sinks=list(sinks),
+            alerts_regrouped=regrouped,
             resumed_cursors=len(cursors),
             dedup_loaded=len(seen),
             engine_rules_restored=restored,
@@ -281,7 +284,15 @@ class App:
         await _cancel([stages["writer"]], remaining())
         await self.save_engine_state()
         await drain(signals, remaining())
-        await _cancel([stages["router"], stages["dispatcher"], stages["housekeeping"]], remaining())
+        await _cancel([stages["router"]], remaining())
+        assert self.router is not None
+        try:
+            # Groups still waiting out group_wait go to the outbox now: durable, and sent below if
+            # time allows, instead of waiting for a restart that may never come.
+            await asyncio.wait_for(self.router.flush_all(), remaining())
+        except TimeoutError:
+            log.warning("alert groups not flushed before the deadline; they stay staged for the next start")
+        await _cancel([stages["dispatcher"], stages["housekeeping"]], remaining())
         if remaining() > 0:
             try:
                 await asyncio.wait_for(self.dispatcher.deliver_due(), remaining())
@@ -290,6 +301,12 @@ class App:
                     "alert delivery cut short by the shutdown deadline; undelivered alerts stay in the outbox"
                 )
         log.info("harvester stopped", inbox_drained=inbox_drained, posts=self.processor.processed)
+
+    async def alert_status(self) -> dict[str, object]:
+        """The outbox, dead letters and routing state as a dict, for /health (None before start)."""
+        if self.router is None:
+            return {}
+        return await self.router.status()
 
     async def save_engine_state(self) -> None:
         assert self.engine is not None and self.store is not None

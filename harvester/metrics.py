@@ -54,6 +54,40 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.alerts_silenced = Counter(
+            "harvester_alerts_silenced_total",
+            "Signals not alerted because a silence matched",
+            ["rule"],
+            registry=r,
+        )
+        self.alerts_inhibited = Counter(
+            "harvester_alerts_inhibited_total",
+            "Signals not alerted because a more severe signal of the same rule was active",
+            ["rule"],
+            registry=r,
+        )
+        self.alerts_grouped = Histogram(
+            "harvester_alert_group_signals",
+            "Signals per alert message (grouping)",
+            ["sink"],
+            buckets=(1, 2, 5, 10, 25, 50, 100),
+            registry=r,
+        )
+        self.alerts_retried = Counter(
+            "harvester_alerts_retried_total",
+            "Failed attempts scheduled for another try",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_rate_limited = Counter(
+            "harvester_alerts_rate_limited_total",
+            "Sends deferred by a sink's rate limit (not counted as attempts)",
+            ["sink"],
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "harvester_outbox_backlog", "Alerts in the outbox by status", ["status"], registry=r
+        )
         self.queue_depth = Gauge("harvester_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
         self.store_errors = Counter(
             "harvester_store_errors_total", "Failed store writes, retried", registry=r

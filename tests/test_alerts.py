@@ -73,7 +73,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 def build(
     store: Store, clock: ManualClock, sinks: dict[str, Sink], **alerts: float
 ) -> tuple[Router, Dispatcher]:
-    config = AlertsConfig(**alerts)  # type: ignore[arg-type]
+    config = AlertsConfig(**{"group_wait": 0.0, **alerts})  # type: ignore[arg-type]
     metrics = Metrics()
     dispatcher = Dispatcher(
         store=store,
@@ -157,7 +157,7 @@ async def test_cooldown_and_min_severity(store: Store, clock: ManualClock) -> No
     loud = ScriptedSink("loud")
     quiet = ScriptedSink("quiet")
     quiet.config = ScriptedConfig(type="scripted", name="quiet", min_severity="critical")
-    router, dispatcher = build(store, clock, {"loud": loud, "quiet": quiet}, cooldown=600)
+    router, dispatcher = build(store, clock, {"loud": loud, "quiet": quiet}, cooldown=600, group_wait=0)
     assert await router.route(signal(1))
     assert not await router.route(signal(2))  # same rule and kind within the cooldown: stored, not alerted
     clock.advance(601)

@@ -1,27 +1,35 @@
 """Delivers what the outbox holds: at most one attempt per alert at a time, retries with exponential
-backoff and full jitter (or the server's Retry-After), dead letters after `max_attempts`.
+backoff and full jitter (or the server's Retry-After), dead letters after `max_attempts` or `max_age`.
 
 An alert is marked delivered only after its sink returned; after a crash the undelivered ones are
-simply still pending, and delivered ones are never sent again.
+simply still pending, and delivered ones are never sent again. Sinks are worked concurrently (a slow
+one does not hold up the others), each sink's alerts one after the other, and an alert waits while an
+older one of its group is pending (the store's `due_alerts` sees to that), so groups arrive in order.
+A sink's rate limit defers a send without counting an attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import defaultdict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import structlog
 
+from harvester.alerts.notification import ExamplePost, Notification, decode_group, lead_signal
+from harvester.alerts.ratelimit import TokenBucket
 from harvester.alerts.sinks.base import Sink
 from harvester.clock import Clock, Sleep
 from harvester.config.schema import AlertsConfig
-from harvester.errors import SinkError
+from harvester.errors import SinkError, StoreError
 from harvester.metrics import Metrics
-from harvester.models import Alert, Signal
 from harvester.store import OutboxEntry, Store
 
 log = structlog.get_logger(__name__)
+
+MAX_EXAMPLES = 5
 
 
 class Dispatcher:
@@ -45,6 +53,15 @@ class Dispatcher:
         self.metrics = metrics
         self.delivered = 0
         self._wake = asyncio.Event()
+        now = self.now()
+        self.buckets = {
+            name: TokenBucket(sink.config.rate_limit, now)
+            for name, sink in self.sinks.items()
+            if sink.config.rate_limit is not None
+        }
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()
 
     def wake(self) -> None:
         self._wake.set()
@@ -60,38 +77,103 @@ class Dispatcher:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            await self.deliver_due()
-            next_at = await self.store.next_due_at()
-            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+            try:
+                await self.deliver_due()
+                next_at = await self.store.next_due_at()
+                await self._update_backlog()
+            except StoreError as exc:  # a locked or full database: try again at the next poll
+                log.error("outbox unavailable, retrying", error=str(exc))
+                next_at = None
+            # Poll as well: `harvester dead-letters resend` requeues from another process.
+            delay = self.config.poll_interval
             if next_at is not None:
-                waits.append(
-                    asyncio.ensure_future(self.sleep(max(0.0, next_at - self.clock.now().timestamp())))
-                )
+                delay = min(delay, max(0.0, next_at - self.now()))
+            waits: list[asyncio.Future[object]] = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(self.sleep(delay)),
+            ]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waits:
                     waiter.cancel()
 
+    async def _update_backlog(self) -> None:
+        for status, count in (await self.store.outbox_counts()).items():
+            self.metrics.outbox_backlog.labels(status).set(count)
+
     async def deliver_due(self) -> int:
-        """Attempt every alert that is due now; returns how many were delivered."""
+        """Attempt every alert that is due now; returns how many were delivered.
+
+        One pass sends at most the head of each group (the next one waits for it), so passes repeat
+        while they deliver something.
+        """
+        total = 0
+        while True:
+            by_sink: dict[str, list[OutboxEntry]] = defaultdict(list)
+            for entry in await self.store.due_alerts(self.now()):
+                by_sink[entry.sink].append(entry)
+            if not by_sink:
+                return total
+            delivered = sum(await asyncio.gather(*(self._deliver_sink(e) for e in by_sink.values())))
+            total += delivered
+            if delivered == 0:
+                return total
+
+    async def _deliver_sink(self, entries: list[OutboxEntry]) -> int:
         delivered = 0
-        for entry in await self.store.due_alerts(self.clock.now().timestamp()):
+        for entry in entries:
             if await self._attempt(entry):
                 delivered += 1
         return delivered
 
+    async def notification(self, entry: OutboxEntry) -> Notification:
+        """The message an outbox row stands for, with its example posts looked up in the store."""
+        signals, group_labels = decode_group(entry.payload)
+        lead = lead_signal(signals)
+        uids = [str(u) for u in lead.evidence.get("example_uids") or []][:MAX_EXAMPLES]
+        posts = await self.store.posts_by_uid(uids) if uids else {}
+        examples = tuple(
+            ExamplePost(uid, str(p["author"]), str(p["text"]), p["url"], str(p["source"]))
+            for uid in uids
+            if (p := posts.get(uid)) is not None
+        )
+        return Notification(
+            entry.key,
+            entry.sink,
+            lead,
+            datetime.fromtimestamp(entry.created_at, UTC),
+            signals=signals,
+            group_labels=group_labels,
+            examples=examples,
+            dashboard_url=self.config.dashboard_url,
+            attempt=entry.attempts + 1,
+        )
+
     async def _attempt(self, entry: OutboxEntry) -> bool:
         sink = self.sinks.get(entry.sink)
-        now = self.clock.now().timestamp()
+        now = self.now()
         if sink is None:
             await self.store.mark_dead(
                 entry.key, entry.attempts, f"sink {entry.sink!r} is no longer configured", now
             )
             self.metrics.alerts_dead.labels(entry.sink).inc()
             return False
-        alert = Alert(entry.key, entry.sink, Signal.from_json_text(entry.payload), self.clock.now())
+        bucket = self.buckets.get(entry.sink)
+        if bucket is not None and not bucket.take(now):
+            wait = bucket.wait(now)
+            await self.store.mark_retry(
+                entry.key, entry.attempts, now + wait, "deferred by the sink's rate_limit"
+            )
+            self.metrics.alerts_rate_limited.labels(entry.sink).inc()
+            return False
         attempts = entry.attempts + 1
+        try:
+            alert = await self.notification(entry)
+        except (ValueError, KeyError, TypeError) as exc:  # a corrupt row can never be sent
+            return await self._failed(
+                entry, attempts, SinkError(f"unreadable outbox payload: {exc!r}", permanent=True)
+            )
         try:
             await sink.send(alert)
         except SinkError as exc:
@@ -99,16 +181,16 @@ class Dispatcher:
         except Exception as exc:  # a bug in a sink must not stop delivery to the others
             log.exception("sink raised an unexpected error", sink=entry.sink)
             return await self._failed(entry, attempts, SinkError(f"unexpected error: {exc!r}"))
-        await self.store.mark_delivered(entry.key, self.clock.now().timestamp())
+        await self.store.mark_delivered(entry.key, self.now())
         self.metrics.alerts_sent.labels(entry.sink).inc()
         self.delivered += 1
         return True
 
     async def _failed(self, entry: OutboxEntry, attempts: int, exc: SinkError) -> bool:
-        now = self.clock.now().timestamp()
+        now = self.now()
         self.metrics.alerts_failed.labels(entry.sink).inc()
         age = now - entry.created_at
-        if exc.permanent or attempts >= self.config.max_attempts:
+        if exc.permanent or attempts >= self.config.max_attempts or age >= self.config.max_age:
             await self.store.mark_dead(entry.key, attempts, str(exc), now)
             self.metrics.alerts_dead.labels(entry.sink).inc()
             log.error(
@@ -117,11 +199,12 @@ class Dispatcher:
                 key=entry.key,
                 attempts=attempts,
                 error=str(exc),
-                age_s=age,
+                age_s=round(age, 1),
             )
             return False
         delay = self.retry_delay(attempts, exc.retry_after)
         await self.store.mark_retry(entry.key, attempts, now + delay, str(exc))
+        self.metrics.alerts_retried.labels(entry.sink).inc()
         log.warning(
             "alert delivery failed, will retry",
             sink=entry.sink,

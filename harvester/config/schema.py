@@ -11,6 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from harvester.config.alerts import (
+    InhibitConfig,
+    RateLimitConfig,
+    RouteConfig,
+    SilenceEntryConfig,
+    default_inhibit,
+)
 from harvester.config.base import NAME_PATTERN, Strict
 from harvester.config.detectors import (
     CampaignConfig,
@@ -67,6 +74,7 @@ class SourceConfig(PluginConfig):
 
 class SinkConfig(PluginConfig):
     min_severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    rate_limit: RateLimitConfig | None = None
 
 
 class LogConfig(Strict):
@@ -127,11 +135,37 @@ class EngineConfig(Strict):
 
 
 class AlertsConfig(Strict):
+    """Routing (see `harvester.config.alerts`) and delivery of alerts."""
+
     sinks: list[SinkConfig] = []
+    # No routes: every signal goes to every sink whose min_severity it reaches, grouped by rule.
+    routes: list[RouteConfig] = []
+    group_by: list[str] = ["rule"]
+    group_wait: Duration = 5.0
+    group_interval: Duration = 60.0
+    # After a rule and kind alerted through a group, further such signals are stored, not alerted, for
+    # this long (a route's `repeat_interval` overrides it).
     cooldown: Duration = 600.0
+    inhibit: list[InhibitConfig] = Field(default_factory=default_inhibit)
+    silences: list[SilenceEntryConfig] = []
+    # Extra labels per rule name, for routes, silences and Alertmanager: {acme: {team: brand}}.
+    labels: dict[str, dict[str, str]] = {}
+    dashboard_url: str | None = None
     max_attempts: PositiveInt = 12
+    max_age: Duration = 86_400.0
     retry_base: Duration = 2.0
     retry_cap: Duration = 300.0
+    poll_interval: Duration = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _routes_name_sinks(self) -> AlertsConfig:
+        known = {s.instance_name for s in self.sinks}
+        for index, route in enumerate(self.routes):
+            for name in route.sinks:
+                if name not in known:
+                    names = ", ".join(sorted(known)) or "none"
+                    raise ValueError(f"routes[{index}].sinks: no sink is named {name!r} (sinks: {names})")
+        return self
 
 
 class Config(Strict):

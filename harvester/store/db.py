@@ -21,6 +21,7 @@ statements with the transaction left open on the shared connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,11 +41,14 @@ from harvester.store.records import (
     POST_COLUMNS,
     OutboxEntry,
     PostRecord,
+    SilenceRecord,
+    StagedSignal,
     outbox_entry_from_row,
     post_dict,
     post_row,
     signal_from_row,
     signal_row,
+    silence_from_row,
 )
 
 T = TypeVar("T")
@@ -77,7 +81,22 @@ _INSERT_OUTBOX = (
     "updated_at, last_error, delivered_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, NULL, NULL) "
     "ON CONFLICT (key) DO NOTHING"
 )
+_INSERT_GROUPED = (
+    "INSERT INTO outbox (key, sink, signal_id, payload, status, attempts, next_attempt_at, created_at, "
+    "updated_at, last_error, delivered_at, group_key) "
+    "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (key) DO NOTHING"
+)
+_INSERT_STAGED = (
+    "INSERT INTO alert_staging (group_key, sink, signal_id, staged_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (group_key, signal_id) DO NOTHING"
+)
 _SELECT_OUTBOX = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"
+# A pending alert waits while an older alert of its group is still pending, so each group's messages
+# arrive in order even when the older one is backing off. Rows without a group never wait.
+_HEAD_OF_GROUP = (
+    "NOT EXISTS (SELECT 1 FROM outbox AS older WHERE older.group_key = outbox.group_key "
+    "AND older.status = 'pending' AND older.rowid < outbox.rowid)"
+)
 _SELECT_POSTS = f"SELECT {', '.join('p.' + c for c in POST_COLUMNS)} FROM posts AS p"
 
 # What `prune` deletes: (table, condition on the row, which cutoff applies). The table names and
@@ -347,10 +366,13 @@ class Store:
         return [signal_from_row(row) for row in rows]
 
     async def due_alerts(self, now: float, limit: int = 100) -> list[OutboxEntry]:
-        """Pending alerts whose next attempt is due, oldest first (by created_at, then key)."""
+        """Pending alerts whose next attempt is due, oldest first (by created_at, then key).
+
+        An alert whose group has an older alert still pending is not due: groups deliver in order.
+        """
         rows = await self._fetch(
             "due_alerts",
-            f"{_SELECT_OUTBOX} WHERE status = 'pending' AND next_attempt_at <= ? "
+            f"{_SELECT_OUTBOX} WHERE status = 'pending' AND next_attempt_at <= ? AND {_HEAD_OF_GROUP} "
             "ORDER BY created_at, key LIMIT ?",
             (now, limit),
         )
@@ -359,7 +381,8 @@ class Store:
     async def next_due_at(self) -> float | None:
         """When the next pending alert falls due, or None if nothing is pending: the sender's wake-up."""
         rows = await self._fetch(
-            "next_due_at", "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+            "next_due_at",
+            f"SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND {_HEAD_OF_GROUP}",
         )
         value = rows[0][0]
         return None if value is None else float(value)
@@ -394,20 +417,163 @@ class Store:
             (attempts, error, now, key),
         )
 
-    async def requeue_dead(self, now: float, sink: str | None = None) -> int:
-        """Give dead alerts (of one sink, or all) a fresh start, due now; return how many.
+    async def requeue_dead(self, now: float, sink: str | None = None, key: str | None = None) -> int:
+        """Give dead alerts (one by key, those of one sink, or all) a fresh start, due now; return how many.
 
         `last_error` is kept so the reason they died stays visible until a new attempt replaces it.
+        `created_at` is moved to now as well, so the age limit counts from the resend.
         """
         sql = (
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? "
             "WHERE status = 'dead'"
         )
-        params: tuple[Any, ...] = (now, now)
+        params: list[Any] = [now, now]
         if sink is not None:
             sql += " AND sink = ?"
-            params = (now, now, sink)
+            params.append(sink)
+        if key is not None:
+            sql += " AND key = ?"
+            params.append(key)
         return await self._execute("requeue_dead", sql, params)
+
+    async def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Dead-lettered alerts, the most recently dead first."""
+        where, params = (
+            ("status = 'dead' AND sink = ?", (sink, limit)) if sink else ("status = 'dead'", (limit,))
+        )
+        rows = await self._fetch(
+            "dead_letters", f"{_SELECT_OUTBOX} WHERE {where} ORDER BY updated_at DESC, key LIMIT ?", params
+        )
+        return [outbox_entry_from_row(row) for row in rows]
+
+    async def outbox_status(self) -> dict[str, Any]:
+        """Per-sink counts by status and the creation time of the oldest pending alert, for /health."""
+        rows = await self._fetch(
+            "outbox_status",
+            "SELECT sink, status, COUNT(*), MIN(created_at) FROM outbox GROUP BY sink, status",
+        )
+        per_sink: dict[str, dict[str, int]] = {}
+        oldest: float | None = None
+        for row in rows:
+            per_sink.setdefault(row[0], dict.fromkeys(OUTBOX_STATUSES, 0))[row[1]] = int(row[2])
+            if row[1] == "pending" and (oldest is None or row[3] < oldest):
+                oldest = float(row[3])
+        staged = await self._fetch("outbox_status", "SELECT COUNT(*) FROM alert_staging")
+        return {"per_sink": per_sink, "oldest_pending_created_at": oldest, "staged": int(staged[0][0])}
+
+    # ------------------------------------------------------------------- alert groups and silences
+
+    async def save_signal_and_stage(
+        self, signal: Signal, groups: Sequence[tuple[str, str]], now: float
+    ) -> bool:
+        """Record a signal and stage it in routing groups `(group_key, sink)` in one transaction.
+
+        The staged rows make a signal that waits for `group_wait` survive a crash: after a restart the
+        router finds it here. Idempotent like `save_signal_and_alerts`; returns True only if new.
+        """
+        signal_values = signal_row(signal)
+        staged = [(group_key, sink, signal.id, now) for group_key, sink in groups]
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            is_new = (await db.execute(_INSERT_SIGNAL, signal_values)).rowcount == 1
+            if is_new and staged:
+                await db.executemany(_INSERT_STAGED, staged)
+            return is_new
+
+        return await self._transaction("save_signal_and_stage", work)
+
+    async def flush_group(
+        self,
+        *,
+        key: str,
+        sink: str,
+        group_key: str,
+        lead_signal_id: str,
+        payload: str,
+        signal_ids: Sequence[str],
+        created_at: float,
+        now: float,
+    ) -> bool:
+        """Turn staged signals into one pending outbox row, in one transaction; True if the row is new."""
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            inserted = (
+                await db.execute(
+                    _INSERT_GROUPED, (key, sink, lead_signal_id, payload, now, created_at, now, group_key)
+                )
+            ).rowcount == 1
+            await db.executemany(
+                "DELETE FROM alert_staging WHERE group_key = ? AND signal_id = ?",
+                [(group_key, sid) for sid in signal_ids],
+            )
+            return inserted
+
+        return await self._transaction("flush_group", work)
+
+    async def unstage(self, group_key: str, signal_ids: Sequence[str]) -> None:
+        """Drop staged signals that will not be sent (muted by an inhibition that arrived later)."""
+
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "DELETE FROM alert_staging WHERE group_key = ? AND signal_id = ?",
+                [(group_key, sid) for sid in signal_ids],
+            )
+
+        await self._transaction("unstage", work)
+
+    async def staged_signals(self) -> list[StagedSignal]:
+        """Every staged signal, oldest first, with its signal: what a restarted router regroups."""
+        rows = await self._fetch(
+            "staged_signals",
+            "SELECT a.group_key, a.sink, a.staged_at, s.payload FROM alert_staging AS a "
+            "JOIN signals AS s ON s.id = a.signal_id ORDER BY a.staged_at, a.rowid",
+        )
+        return [
+            StagedSignal(row["group_key"], row["sink"], float(row["staged_at"]), signal_from_row(row))
+            for row in rows
+        ]
+
+    async def save_silence(self, silence: SilenceRecord) -> None:
+        await self._execute(
+            "save_silence",
+            "INSERT INTO silences (id, matchers, starts_at, ends_at, comment, created_by, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at",
+            (
+                silence.id,
+                json.dumps(silence.matchers, sort_keys=True),
+                silence.starts_at,
+                silence.ends_at,
+                silence.comment,
+                silence.created_by,
+                silence.created_at,
+            ),
+        )
+
+    async def expire_silence(self, silence_id: str, now: float) -> bool:
+        """End a silence now; False if there is no such silence or it has already ended."""
+        changed = await self._execute(
+            "expire_silence",
+            "UPDATE silences SET ends_at = ? WHERE id = ? AND (ends_at IS NULL OR ends_at > ?)",
+            (now, silence_id, now),
+        )
+        return changed == 1
+
+    async def load_silences(self, active_after: float) -> list[SilenceRecord]:
+        """Silences that have not ended by `active_after`, oldest first."""
+        rows = await self._fetch(
+            "load_silences",
+            "SELECT * FROM silences WHERE ends_at IS NULL OR ends_at > ? ORDER BY created_at, id",
+            (active_after,),
+        )
+        return [silence_from_row(row) for row in rows]
+
+    async def posts_by_uid(self, uids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored posts among `uids` (missing ones are left out), for an alert's example posts."""
+        if not uids:
+            return {}
+        marks = ", ".join("?" for _ in uids)
+        rows = await self._fetch("posts_by_uid", f"{_SELECT_POSTS} WHERE p.uid IN ({marks})", list(uids))
+        return {row["uid"]: post_dict(row) for row in rows}
 
     async def outbox_counts(self) -> dict[str, int]:
         """Rows per outbox status; every status is present, with 0 when it has no rows."""

@@ -116,7 +116,33 @@ CREATE TABLE engine_state (
 );
 """
 
-MIGRATIONS: Sequence[Migration] = ((1, _SCHEMA_V1),)
+# Alert routing (issue 4): signals waiting in a group before they become one outbox row, the group an
+# outbox row belongs to (delivery keeps each group's order), and silences created at run time.
+_SCHEMA_V2 = """
+ALTER TABLE outbox ADD COLUMN group_key TEXT;
+-- The "is an older alert of this group still pending?" probe of due_alerts / next_due_at.
+CREATE INDEX outbox_by_group ON outbox (group_key, status);
+
+CREATE TABLE alert_staging (
+    group_key TEXT NOT NULL,
+    sink      TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    staged_at REAL NOT NULL,
+    PRIMARY KEY (group_key, signal_id)
+);
+
+CREATE TABLE silences (
+    id         TEXT PRIMARY KEY NOT NULL,
+    matchers   TEXT NOT NULL,  -- JSON object label -> glob
+    starts_at  REAL NOT NULL,
+    ends_at    REAL,           -- NULL: until expired
+    comment    TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS: Sequence[Migration] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -41,6 +41,7 @@ OUTBOX_COLUMNS = (
     "created_at",
     "last_error",
     "delivered_at",
+    "group_key",
 )
 
 _NO_RULES = "[]"
@@ -69,6 +70,8 @@ class OutboxEntry:
     created_at: float
     last_error: str | None
     delivered_at: float | None
+    # The routing group (which includes the sink) of a grouped alert; None for rows without one.
+    group_key: str | None = None
 
 
 def post_row(record: PostRecord) -> tuple[Any, ...]:
@@ -115,6 +118,42 @@ def outbox_entry_from_row(row: sqlite3.Row) -> OutboxEntry:
         created_at=float(row["created_at"]),
         last_error=row["last_error"],
         delivered_at=None if row["delivered_at"] is None else float(row["delivered_at"]),
+        group_key=row["group_key"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StagedSignal:
+    """A signal waiting in a routing group (`group_wait`) for the outbox row it will become part of."""
+
+    group_key: str
+    sink: str
+    staged_at: float
+    signal: Signal
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    """A silence created at run time. `ends_at` None means until someone expires it."""
+
+    id: str
+    matchers: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    comment: str
+    created_by: str
+    created_at: float
+
+
+def silence_from_row(row: sqlite3.Row) -> SilenceRecord:
+    return SilenceRecord(
+        id=row["id"],
+        matchers=dict(json.loads(row["matchers"])),
+        starts_at=float(row["starts_at"]),
+        ends_at=None if row["ends_at"] is None else float(row["ends_at"]),
+        comment=row["comment"],
+        created_by=row["created_by"],
+        created_at=float(row["created_at"]),
     )
 
 

@@ -4,6 +4,11 @@ A sink is a config class (subclass of `SinkConfig`) plus a `Sink` subclass regis
 `harvester.plugins.SINKS`. `send(alert)` delivers one alert or raises `SinkError` (with `retry_after`
 when the server said when to come back, `permanent=True` when retrying cannot help). The outbox
 dispatcher owns retries, backoff and dead-lettering; a sink only makes one attempt.
+
+The dispatcher passes a `harvester.alerts.notification.Notification`, an `Alert` that also carries
+the rest of its routing group and the example posts; `harvester.alerts.format.build_message` turns
+either into the content every built-in sink shows. `alert.key` is the idempotency key: a sink whose
+platform accepts one sends it.
 """
 
 from __future__ import annotations
