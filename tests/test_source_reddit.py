@@ -363,3 +363,51 @@ def test_config_errors_name_the_problem() -> None:
     config = RedditConfig.model_validate({**base, "subreddits": ["r/Stocks", "investing", "stocks"]})
     assert config.multireddit == "investing+stocks"
     assert "b" not in str(config.client_secret)
+
+
+async def test_page_out_of_id_order_loses_nothing(clock: ManualClock) -> None:
+    async with fake_reddit(clock) as fake:
+        inbox = Inbox()
+        async with running(RedditSource(reddit_config(fake, comments=False)), make_ctx(inbox, clock)):
+            await primed(fake, "submissions")
+            names = fake.add("submissions", 3)
+            items = {item["name"]: item for item in fake.items["submissions"]}
+            # Newest first, except the two newest are swapped (equal created time, say).
+            order = [names[1], names[2], names[0]]
+            body = json.dumps({"kind": "Listing", "data": {"after": None, "before": None, "children": [
+                {"kind": "t3", "data": items[name]} for name in order]}})
+            fake.inject("submissions", 200, body=body)
+            await inbox.wait_for(lambda i: len(i.posts) == 3)
+            await fake.wait_for(lambda: fake.served("submissions") >= 5)
+        assert inbox.uids() == [f"reddit:{n}" for n in names]
+
+
+async def test_a_stalled_request_times_out_and_is_retried(clock: ManualClock) -> None:
+    async with fake_reddit(clock) as fake:
+        inbox = Inbox()
+        ctx = make_ctx(inbox, clock)
+        config = reddit_config(fake, comments=False, request_timeout=0.2)
+        async with running(RedditSource(config), ctx):
+            await primed(fake, "submissions")
+            fake.stall = asyncio.Event()  # the next listing request hangs until released
+            await fake.wait_for(lambda: fake.stalled >= 1)
+            assert isinstance(ctx.sleep, NotifyingSleep)
+            # The 0.2 s client timeout bounds this wait; the retry is what the test checks.
+            await ctx.sleep.wait_for(lambda: "cannot reach reddit" in (ctx.health.last_error or ""))
+            fake.stall.set()
+            fake.stall = None
+            names = fake.add("submissions", 2)
+            await inbox.wait_for(lambda i: len(i.posts) == 2)
+        assert inbox.uids() == [f"reddit:{n}" for n in names]
+
+
+async def test_supervisor_marks_bad_credentials_failed(clock: ManualClock) -> None:
+    from harvester.supervisor import Supervisor
+
+    async with fake_reddit(clock) as fake:
+        ctx = make_ctx(Inbox(), clock)
+        supervisor = Supervisor(RedditSource(reddit_config(fake, client_secret="nope")), ctx)
+        await asyncio.wait_for(supervisor.run(), 10)
+        assert state(ctx) is SourceState.FAILED
+        assert ctx.health.last_error is not None and "client id/secret" in ctx.health.last_error
+        assert "nope" not in ctx.health.last_error

@@ -68,7 +68,7 @@ from harvester.plugins import SOURCES
 from harvester.sources.base import Source, SourceContext
 from harvester.sources.reddit_budget import BudgetedRequestor, RequestBudget
 from harvester.sources.reddit_engagement import MAX_PER_REQUEST, EngagementTracker
-from harvester.wire.reddit import ListingPage, fullname_number, is_fullname, parse_listing
+from harvester.wire.reddit import ListingChild, ListingPage, fullname_number, is_fullname, parse_listing
 
 log = structlog.get_logger(__name__)
 
@@ -455,12 +455,19 @@ class _Run:
         kind = _KINDS[stream]
         uncommitted = False
         emitted = 0
-        for child in reversed(page.children):
+        ordered: list[tuple[int, ListingChild]] = []
+        for child in page.children:
             name = child.fullname
             if name is None or not name.startswith(kind):
                 ctx.malformed(f"{stream}: {child.error or 'item of another kind'}")
                 continue
-            number = fullname_number(name)
+            ordered.append((fullname_number(name), child))
+        # Oldest first by id rather than by trusting the page's order: an item listed out of id order
+        # would otherwise fall below the high-water mark and be lost.
+        ordered.sort(key=lambda pair: pair[0])
+        for number, child in ordered:
+            name = child.fullname
+            assert name is not None
             if number <= high:
                 stats["skipped_old"] += 1
                 continue

@@ -172,7 +172,8 @@ class BudgetedRequestor(Requestor):
         self, *args: Any, timeout: float | None = None, **kwargs: Any  # noqa: ASYNC109 - asyncprawcore's signature
     ) -> AsyncIterator[Any]:
         await self.budget.acquire()
-        async with super().request(*args, timeout=timeout, **kwargs) as response:
+        # asyncprawcore's Session always passes its own 16 s constant; the configured timeout wins.
+        async with super().request(*args, timeout=self.timeout, **kwargs) as response:
             self.budget.observe(response.status, response.headers)
             if response.status == 429:
                 raise TooManyRequests(response)

@@ -96,6 +96,8 @@ class FakeReddit:
         self.counts: dict[str, int] = {}
         self.tokens_issued = 0
         self.violations = 0
+        self.stall: asyncio.Event | None = None  # set: listing requests hang until it is set
+        self.stalled = 0
         self._next_id = {"submissions": 1, "comments": 1}
         self._window_start: float | None = None
         self._used = 0
@@ -128,6 +130,8 @@ class FakeReddit:
 
     async def stop(self) -> None:
         """Stop listening and drop every connection: clients now get 'connection refused'."""
+        if self.stall is not None:
+            self.stall.set()  # let hanging handlers finish, or cleanup waits for them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -313,10 +317,19 @@ class FakeReddit:
             },
         )
 
+    async def _maybe_stall(self) -> None:
+        if self.stall is not None:
+            self.stalled += 1
+            async with self.changed:
+                self.changed.notify_all()
+            await self.stall.wait()
+
     async def _new(self, request: web.Request) -> web.StreamResponse:
+        await self._maybe_stall()
         return await self._respond(request, "submissions", lambda: self._listing(request, "submissions"))
 
     async def _comments(self, request: web.Request) -> web.StreamResponse:
+        await self._maybe_stall()
         return await self._respond(request, "comments", lambda: self._listing(request, "comments"))
 
     async def _info(self, request: web.Request) -> web.StreamResponse:
