@@ -260,16 +260,20 @@ class RedditSource(Source):
         cfg = self.settings
         # No cookie jar: Reddit sets tracking cookies on responses, and a long run would keep them all.
         session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        self._reddit = asyncpraw.Reddit(
-            client_id=cfg.client_id.get_secret_value(),
-            client_secret=cfg.client_secret.get_secret_value(),
-            user_agent=cfg.user_agent,
-            oauth_url=cfg.oauth_url,
-            reddit_url=cfg.reddit_url,
-            check_for_updates=False,
-            requestor_class=BudgetedRequestor,
-            requestor_kwargs={"session": session, "budget": budget, "timeout": cfg.request_timeout},
-        )
+        try:
+            self._reddit = asyncpraw.Reddit(
+                client_id=cfg.client_id.get_secret_value(),
+                client_secret=cfg.client_secret.get_secret_value(),
+                user_agent=cfg.user_agent,
+                oauth_url=cfg.oauth_url,
+                reddit_url=cfg.reddit_url,
+                check_for_updates=False,
+                requestor_class=BudgetedRequestor,
+                requestor_kwargs={"session": session, "budget": budget, "timeout": cfg.request_timeout},
+            )
+        except BaseException:
+            await session.close()
+            raise
         self._reddit_since = now
         self.sessions_opened += 1
         return self._reddit
