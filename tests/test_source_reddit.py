@@ -411,3 +411,17 @@ async def test_supervisor_marks_bad_credentials_failed(clock: ManualClock) -> No
         assert state(ctx) is SourceState.FAILED
         assert ctx.health.last_error is not None and "client id/secret" in ctx.health.last_error
         assert "nope" not in ctx.health.last_error
+
+
+async def test_client_session_is_recycled_by_age(clock: ManualClock) -> None:
+    async with fake_reddit(clock) as fake:
+        inbox = Inbox()
+        source = RedditSource(reddit_config(fake, comments=False, session_max_age=30))
+        async with running(source, make_ctx(inbox, clock)):
+            await primed(fake, "submissions")
+            names = fake.add("submissions", 1)
+            await fake.wait_for(lambda: fake.served("submissions") >= 20)  # 100 s of polls at 5 s
+            names += fake.add("submissions", 1)
+            await inbox.wait_for(lambda i: len(i.posts) == 2)
+        assert inbox.uids() == [f"reddit:{n}" for n in names]
+        assert source.sessions_opened >= 3 and fake.tokens_issued == source.sessions_opened
