@@ -1,4 +1,4 @@
-"""The `harvester` command line: run, check-config, replay, bench, version."""
+"""The `harvester` command line: run, check-config, replay, bench, dead-letters, version."""
 
 from __future__ import annotations
 
@@ -212,6 +212,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List dead-lettered alerts, or put them back in the outbox (a running daemon picks them up
+    within `alerts.poll_interval`)."""
+    if args.action == "resend" and not (args.all or args.sink or args.key):
+        print("dead-letters resend: say what to resend: --all, --sink NAME or --key KEY", file=sys.stderr)
+        return 2
+    loaded = _config_or_exit(args.config)
+    from harvester.alerts.router import dead_letter_dict
+    from harvester.errors import StoreError
+    from harvester.store import Store
+
+    async def main() -> int:
+        store = await Store.open(loaded.config.db_path)
+        try:
+            if args.action == "list":
+                entries = [dead_letter_dict(e) for e in await store.dead_letters(args.sink, args.limit)]
+                if args.json:
+                    print(json.dumps(entries))
+                elif not entries:
+                    print("no dead letters")
+                else:
+                    print(f"{len(entries)} dead letters (newest first):")
+                    for e in entries:
+                        print(
+                            f"  {e['key']}  sink={e['sink']}  attempts={e['attempts']}  "
+                            f"error={e['last_error']}"
+                        )
+                return 0
+            import time
+
+            count = await store.requeue_dead(time.time(), sink=args.sink, key=args.key)
+            print(f"requeued {count} dead letter{'s' if count != 1 else ''}")
+            return 0 if count else 1
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except StoreError as exc:
+        print(f"dead-letters: {exc}", file=sys.stderr)
+        return 74  # EX_IOERR
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"harvester {__version__} (Python {platform.python_version()})")
     return 0
@@ -328,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
+    p = with_config(sub.add_parser("dead-letters", help="list or re-send alerts that could not be delivered"))
+    p.add_argument("action", choices=["list", "resend"])
+    p.add_argument("--sink", metavar="NAME", help="only this sink's dead letters")
+    p.add_argument("--key", metavar="KEY", help="resend: only the alert with this idempotency key")
+    p.add_argument("--all", action="store_true", help="resend: every dead letter")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="list: at most N (default 100)")
+    p.add_argument("--json", action="store_true", help="list: print a JSON array")
+    p.set_defaults(func=cmd_dead_letters)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
     return parser

@@ -28,6 +28,10 @@ class Recorded:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def key(self) -> str:
+        return self.headers.get("Idempotency-Key", "")
+
 
 @dataclass
 class Fault:
@@ -51,6 +55,7 @@ class FakeHttpServer:
 
     def __init__(self, ok: Callable[[Recorded], web.Response] | None = None) -> None:
         self.requests: list[Recorded] = []
+        self.statuses: list[int] = []  # the status each request was answered with, in order
         self.faults: list[Fault] = []
         self.fail_with: Fault | None = None  # answer every request so while set
         self.ok = ok or (lambda _request: web.json_response({"ok": True}))
@@ -88,8 +93,11 @@ class FakeHttpServer:
         if fault is not None:
             if fault.stall:
                 await self._release.wait()
+            self.statuses.append(fault.status)
             return web.Response(status=fault.status, headers=fault.headers, text=fault.body)
-        return self.ok(recorded)
+        response = self.ok(recorded)
+        self.statuses.append(response.status)
+        return response
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[Recorded]:
         async with asyncio.timeout(within), self._arrived:
@@ -183,8 +191,11 @@ class FakeSmtpServer:
             tls_context=self._context() if self.mode == "starttls" else None,
             require_starttls=self.mode == "starttls",
             authenticator=auth,
-            auth_required=auth is not None,
-            auth_require_tls=self.mode != "plain",
+            # aiosmtpd warns about AUTH required without its own TLS check; implicit TLS is TLS anyway.
+            auth_required=auth is not None and self.mode == "starttls",
+            # Implicit TLS wraps the socket before aiosmtpd sees it, so it cannot tell; only STARTTLS
+            # mode needs aiosmtpd's own check.
+            auth_require_tls=self.mode == "starttls",
         )
 
     async def start(self) -> FakeSmtpServer:

@@ -87,7 +87,9 @@ class Dispatcher:
             # Poll as well: `harvester dead-letters resend` requeues from another process.
             delay = self.config.poll_interval
             if next_at is not None:
-                delay = min(delay, max(0.0, next_at - self.now()))
+                # At least 1 ms: a clock with microsecond resolution could otherwise land a hair before
+                # the due time and spin.
+                delay = min(delay, max(0.001, next_at - self.now()))
             waits: list[asyncio.Future[object]] = [
                 asyncio.ensure_future(self._wake.wait()),
                 asyncio.ensure_future(self.sleep(delay)),

@@ -186,7 +186,8 @@ class Router:
             waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._changed.wait())]
             next_at = self.next_flush_at()
             if next_at is not None:
-                waits.append(asyncio.ensure_future(self.sleep(max(0.0, next_at - self.now()))))
+                # At least 1 ms, so a clock of microsecond resolution cannot stop a hair short and spin.
+                waits.append(asyncio.ensure_future(self.sleep(max(0.001, next_at - self.now()))))
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -3,6 +3,7 @@ and expired at run time (kept in the store, so they survive a restart)."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ class Silence:
 
     def as_dict(self, now: float) -> dict[str, Any]:
         def iso(ts: float | None) -> str | None:
-            return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+            if ts is None or not math.isfinite(ts):
+                return None  # a config silence without starts_at has been on from the beginning
+            return datetime.fromtimestamp(ts, UTC).isoformat()
 
         if self.ends_at is not None and now >= self.ends_at:
             state = "expired"

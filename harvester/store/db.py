@@ -436,6 +436,23 @@ class Store:
             params.append(key)
         return await self._execute("requeue_dead", sql, params)
 
+    async def outbox_entries(
+        self, status: str | None = None, sink: str | None = None, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Outbox rows in the order they were written (optionally of one status and sink), for the API."""
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if sink is not None:
+            clauses.append("sink = ?")
+            params.append(sink)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            "outbox_entries", f"{_SELECT_OUTBOX}{where} ORDER BY created_at, rowid LIMIT ?", [*params, limit]
+        )
+        return [outbox_entry_from_row(row) for row in rows]
+
     async def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Dead-lettered alerts, the most recently dead first."""
         where, params = (
