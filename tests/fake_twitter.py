@@ -78,6 +78,7 @@ class StreamPlan:
     end_after: int | None = None  # live tweets sent before ending the connection
     end: str = "abort"  # "abort": drop the TCP connection mid-stream; "close": end the chunked body
     stall: bool = False  # send the headers (and the preamble), then nothing at all
+    drop: bool = False  # close the TCP connection without answering (a network error)
 
 
 @dataclass
@@ -209,10 +210,16 @@ class FakeX:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         token, refused = self._auth(request)
-        plan = self.plans.pop(0) if self.plans else StreamPlan()
-        status = refused or plan.status
+        plan = StreamPlan(status=refused) if refused else self.plans.pop(0) if self.plans else StreamPlan()
+        status = plan.status
         conn = Connection(token=token, params=dict(request.query), status=status)
         self.connections.append(conn)
+        if plan.drop:
+            conn.status = 0
+            conn.closed.set()
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
         if status != 200:
             conn.closed.set()
             return self._error(status, plan.headers)

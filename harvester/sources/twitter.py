@@ -332,7 +332,12 @@ class _Collector:
             await asyncio.wait({worker}, timeout=5)
 
     async def _stream_loop(self) -> None:
-        stream = OneShotStream(base=self.cfg.api_base, events=self, read_timeout=self.cfg.read_timeout)
+        stream = OneShotStream(
+            base=self.cfg.api_base,
+            events=self,
+            read_timeout=self.cfg.read_timeout,
+            max_line_bytes=self.cfg.max_line_bytes,
+        )
         while True:
             index = await self._token(self.stream_tokens, "stream", report=True)
             self.stream_token = index
@@ -362,7 +367,12 @@ class _Collector:
             self.ctx.malformed(f"stream read failed: {result.detail}")
         if failure is Failure.CLEAN_CLOSE and not self.attempt_data:
             failure = Failure.NETWORK  # accepted and dropped at once: do not spin
-        self.disconnects[str(result.status) if result.status else failure.value] += 1
+        if self.stalled:
+            self.disconnects["stall"] += 1
+        elif result.status in (None, 200):
+            self.disconnects[failure.value] += 1
+        else:
+            self.disconnects[f"http_{result.status}"] += 1
         if result.status == 401:
             self.stream_tokens.rejected(index)
             log.error("twitter token rejected (401)", source=self.name, token=index + 1)

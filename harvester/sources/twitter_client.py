@@ -100,11 +100,12 @@ def failure_for_status(status: int) -> Failure:
 class OneShotStream(AsyncStreamingClient):  # type: ignore[misc]
     """tweepy's streaming client, redirected to `base`, making one connection per `filter()`."""
 
-    def __init__(self, *, base: str, events: StreamEvents, read_timeout: float) -> None:
+    def __init__(self, *, base: str, events: StreamEvents, read_timeout: float, max_line_bytes: int) -> None:
         super().__init__("unset", max_retries=0)
         self._base = base.rstrip("/")
         self._events = events
         self._read_timeout = read_timeout
+        self._max_line_bytes = max_line_bytes
         self.result: AttemptResult | None = None
 
     def start(self, bearer_token: str, **params: Any) -> asyncio.Task[None]:
@@ -113,8 +114,12 @@ class OneShotStream(AsyncStreamingClient):  # type: ignore[misc]
         self.result = None
         # Our own session for this connection: tweepy closes it when the stream ends. sock_read is a
         # real-time backstop; the collector's stall watchdog (on the injected clock) acts first.
+        # aiohttp refuses lines over twice its read buffer by ending the stream (tweepy cannot go
+        # on after that); with the buffer at our own line limit, a line between the two reaches the
+        # parser, which counts and skips it without losing the connection.
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=self._read_timeout)
+            timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=self._read_timeout),
+            read_bufsize=self._max_line_bytes,
         )
         task: asyncio.Task[None] = self.filter(**params)
         return task
