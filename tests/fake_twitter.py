@@ -108,6 +108,7 @@ class FakeX:
         self.search_failures: list[int] = []  # statuses answered to the next search requests
         self.token_status: dict[str, int] = {}  # token -> status answered to every request with it
         self.keepalive_interval = 0.02
+        self.clock: Any = None  # what x-rate-limit-reset is computed from (default: the wall clock)
         self.disconnect_every: int | None = None  # end every live connection after this many tweets
         self.disconnect_kinds = ("abort", "close")
         self.connected = asyncio.Condition()
@@ -204,7 +205,7 @@ class FakeX:
         return token, self.token_status.get(token)
 
     def _error(self, status: int, headers: dict[str, str] | None = None) -> web.Response:
-        reset = str(int(time.time()))
+        reset = str(int(self.clock.now().timestamp() if self.clock is not None else time.time()))
         base = {"x-rate-limit-limit": "50", "x-rate-limit-remaining": "0", "x-rate-limit-reset": reset}
         return web.json_response(error_body(status), status=status, headers={**base, **(headers or {})})
 

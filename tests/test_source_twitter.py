@@ -408,3 +408,44 @@ async def test_poll_mode_searches_since_the_cursor_at_its_interval(fake: FakeX) 
     with_since = [r for r in fake.search_requests if "since_id" in r]
     assert with_since and with_since[0]["since_id"] == first[-1]
     assert 30 in time.calls
+
+
+async def test_backfill_retries_through_5xx_and_rate_limits(fake: FakeX) -> None:
+    fake.add_rule('"acme air"', "acme")
+    seen = fake.publish("acme")
+    missed = [fake.publish("acme") for _ in range(3)]
+    time = DilatedTime(0.001)
+    fake.clock = time  # x-rate-limit-reset on the test's timeline
+    fake.search_failures = [503, 429]
+    source, ctx, inbox = make(fake, time, cursor=seen, stall_timeout=NEVER)
+    async with running(source, ctx):
+        await inbox.wait_for(lambda: inbox.ids() == missed)
+        await inbox.wait_for(lambda: ctx.cursor == missed[-1])
+        waits = [round(d, 6) for d in time.calls if d < NEVER / 2]
+        assert waits[:2] == jittered([5, 60])  # X's HTTP backoff, then the token's 429 wait
+        assert ctx.health.state is SourceState.CONNECTED  # the stream never noticed
+        assert ctx.health.extra["gaps_not_backfilled"] == 0
+
+
+async def test_a_backfill_that_cannot_work_gives_the_gap_up(fake: FakeX) -> None:
+    fake.add_rule('"acme air"', "acme")
+    seen = fake.publish("acme")
+    fake.publish("acme")
+    fake.search_failures = [403]  # an access level without recent search
+    source, ctx, inbox = make(fake, DilatedTime(0.001), cursor=seen, stall_timeout=NEVER)
+    async with running(source, ctx):
+        await fake.wait_connections(1)
+        live = fake.publish("acme")
+        await inbox.wait_for(lambda: ctx.cursor == live)  # not held forever
+        assert ctx.health.extra["gaps_not_backfilled"] == 1
+
+
+async def test_a_reload_over_the_limits_is_refused_and_the_running_rules_kept(fake: FakeX) -> None:
+    source, ctx, _inbox = make(fake, DilatedTime(0.01), rules=[ACME], max_rules=1, stall_timeout=NEVER)
+    async with running(source, ctx):
+        await fake.wait_connections(1)
+        before = list(fake.rule_requests)
+        with pytest.raises(RuleProblem, match=r"2 stream rules, but the limit is 1"):
+            await source.reload_rules([ACME, BETA])
+        assert fake.rule_requests == before
+        assert [r["value"] for r in fake.rules.values()] == ['"acme air"']

@@ -119,7 +119,7 @@ class TwitterConfig(SourceConfig):
     max_rules: PositiveInt = 1000
     max_rule_length: PositiveInt = 1024
     max_query_length: PositiveInt = 512
-    poll_interval: Duration = Field(default=60.0, gt=0)
+    poll_interval: Duration = Field(default=60.0, ge=1.0)
     poll_max_posts: PositiveInt = 500
     stall_timeout: Duration = Field(default=20.0, gt=0)
     # A real-time read timeout under the stall watchdog, in case the loop itself is starved.
@@ -509,8 +509,13 @@ class _Collector:
             try:
                 await self._backfill(since)
             except SourceError as exc:
+                # Given up (search refused, or failing for long): the stream goes on, the cursor too.
                 self.stats["gaps_not_backfilled"] += 1
                 log.error("twitter gap not backfilled", source=self.name, since_id=str(since), error=str(exc))
+            except Exception:
+                # A bug here must not hold the cursor forever or take the stream down with it.
+                self.stats["gaps_not_backfilled"] += 1
+                log.exception("twitter backfill failed", source=self.name, since_id=str(since))
             finally:
                 self.backfilling = False
             if self.pending_since is None and self.max_seen is not None:
@@ -557,7 +562,8 @@ class _Collector:
     async def _poll_loop(self) -> None:
         while True:
             since = self.max_seen
-            # Without a cursor only the newest page: a first start does not page through a week.
+            # At most poll_max_posts a round, across rules; without a cursor only the newest page,
+            # so a first start does not page through a week.
             limit = (
                 self.cfg.poll_max_posts
                 if since is not None
@@ -568,8 +574,12 @@ class _Collector:
             self.backfilling = True  # hold the cursor until every rule of this round is emitted
             try:
                 for rule in list(self.wanted):
+                    remaining = limit - len(found)
+                    if remaining <= 0:
+                        truncated = since is not None
+                        break
                     posts, more = await self._search(
-                        rule, since_id=None if since is None else str(since), limit=limit, report=True
+                        rule, since_id=None if since is None else str(since), limit=remaining, report=True
                     )
                     truncated |= more and since is not None
                     for post in posts:
@@ -705,6 +715,10 @@ class _Collector:
                 log.warning(
                     "twitter rate limited", source=self.name, api=what, token=index + 1, wait_s=round(wait)
                 )
+                if not pool.usable_others(index, self.now()):
+                    if report:
+                        self._set_state(SourceState.BACKOFF, f"{what}: HTTP 429")
+                    await self.ctx.sleep(wait)
                 continue
             except (tweepy_errors.Forbidden, tweepy_errors.BadRequest, tweepy_errors.NotFound) as exc:
                 raise PermanentSourceError(f"{what}: {_describe(exc)}") from None
