@@ -46,7 +46,8 @@ def alerts_body(note: Notification, extra: dict[str, str], resolve_after: float)
 def _one(
     note: Notification, signal: Signal, extra: dict[str, str], resolve_after: float, description: str | None
 ) -> dict[str, Any]:
-    labels = {**extra, **note.group_labels}
+    # Alertmanager treats an empty label value as no label; a group_by label the signal lacks is "".
+    labels = {k: v for k, v in {**extra, **note.group_labels}.items() if v}
     labels.update(
         alertname=f"harvester_{signal.kind}",
         rule=signal.rule,
