@@ -328,7 +328,7 @@ class _Run:
         if self.unstable > FREE_RECONNECTS:
             ceiling = min(RECONNECT_PACE_CAP, 2.0 ** (self.unstable - FREE_RECONNECTS - 1))
             delay = self.ctx.rng.uniform(0.0, ceiling)
-            log.info("discord gateway reconnect paused", source=self.ctx.name, delay_s=round(delay, 2))
+            log.debug("discord gateway reconnect paused", source=self.ctx.name, delay_s=round(delay, 2))
             await self.ctx.sleep(delay)
 
     def _established(self) -> None:
