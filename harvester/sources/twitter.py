@@ -179,11 +179,15 @@ class TwitterConfig(SourceConfig):
         check_limits(wanted, max_rules=self.max_rules, max_length=self.wanted_length, path=path)
         return wanted, notes
 
+    def check_rules(self, rules: Sequence[RuleConfig]) -> None:
+        """For the config loader: raise `RuleProblem` (a ValueError with `.path`) if the daemon's
+        rules give this source a rule set X would refuse, so `check-config` reports it at start-up."""
+        self.wanted_rules(rules, self.instance_name)
+
 
 def check_twitter_rules(config: TwitterConfig, rules: Sequence[RuleConfig]) -> None:
-    """For the config loader: raise `RuleProblem` if the daemon's rules give this source a rule set
-    X would refuse, so `check-config` reports it before the daemon starts."""
-    config.wanted_rules(rules, config.instance_name)
+    """`config.check_rules(rules)` as a function."""
+    config.check_rules(rules)
 
 
 class TwitterSource(Source):
@@ -411,6 +415,8 @@ class _Collector:
                 # tweepy answers a cancel by closing its session, which closes the connection.
                 task.cancel()
             await asyncio.wait({task, watchdog}, timeout=10)
+            if stream.session is not None and not stream.session.closed:
+                await stream.session.close()  # cancelled before tweepy's task ever ran
         if self.stalled:
             return AttemptResult(
                 Failure.NETWORK, None, f"stalled: nothing received for {self.cfg.stall_timeout:g}s"
