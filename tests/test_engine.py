@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from harvester.config.schema import EngineConfig, RuleConfig, VolumeSpikeConfig
 from harvester.engine import Engine
+from harvester.engine.detectors.base import Observation
 from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Severity
 from tests.helpers import T0, make_post
@@ -41,11 +42,8 @@ def feed(
         for k in range(count):
             ts = start + s + k / (count + 1)
             n += 1
-            signal = detector.observe_post(
-                ts, make_post(n, "acme", at=T0 + timedelta(seconds=ts - T0.timestamp())), 0.0
-            )
-            if signal is not None:
-                fired.append((ts, signal))
+            post = make_post(n, "acme", at=T0 + timedelta(seconds=ts - T0.timestamp()))
+            fired += [(ts, signal) for signal in detector.observe(Observation(ts, post, 0.0))]
     return fired
 
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel
 
 from harvester.config.schema import EngineConfig, RuleConfig
 from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
-from harvester.engine.detectors.campaign import CampaignDetector
+from harvester.engine.detectors.campaign import CampaignDetector, index_for
 from harvester.engine.detectors.cashtags import NewCashtagDetector
 from harvester.engine.detectors.crisis import CrisisDetector
+from harvester.engine.detectors.near_duplicates import NearDuplicateIndex
 from harvester.engine.detectors.sentiment import SentimentShiftDetector
 from harvester.engine.detectors.silence import SilenceDetector, SourceSilenceDetector
 from harvester.engine.detectors.viral import ViralPostDetector
@@ -32,18 +33,22 @@ from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
 
 SNAPSHOT_VERSION = 2
-DetectorFactory = Callable[[str, Any, EngineConfig], RuleDetector]
+DetectorFactory = Callable[[str, Any, "Engine"], RuleDetector]
 
 # kind of settings (the key under `engine:` and in a rule) -> how to build its detector. The crisis
 # detector comes after the detectors whose signals it combines (see `_with_composites`).
 RULE_DETECTORS: dict[str, DetectorFactory] = {
     "volume_spike": lambda rule, settings, engine: VolumeSpikeDetector(
-        rule, settings, engine.example_posts, engine.lateness
+        rule, settings, engine.config.example_posts, engine.config.lateness
     ),
-    "sentiment": lambda rule, settings, engine: SentimentShiftDetector(rule, settings, engine.example_posts),
-    "viral": lambda rule, settings, engine: ViralPostDetector(rule, settings, engine.example_posts),
-    "campaign": lambda rule, settings, engine: CampaignDetector(rule, settings, engine.example_posts),
-    "crisis": lambda rule, settings, engine: CrisisDetector(rule, settings, engine.example_posts),
+    "sentiment": lambda rule, settings, engine: SentimentShiftDetector(
+        rule, settings, engine.config.example_posts
+    ),
+    "viral": lambda rule, settings, engine: ViralPostDetector(rule, settings, engine.config.example_posts),
+    "campaign": lambda rule, settings, engine: CampaignDetector(
+        rule, settings, engine.config.example_posts, engine.near_duplicates
+    ),
+    "crisis": lambda rule, settings, engine: CrisisDetector(rule, settings, engine.config.example_posts),
     "silence": lambda rule, settings, _engine: SilenceDetector(rule, settings),
 }
 
@@ -72,9 +77,11 @@ class Engine:
     def __init__(
         self, rules: Sequence[RuleConfig], config: EngineConfig, scorer: SentimentScorer | None = None
     ) -> None:
-        self.config = config
+        self.config: EngineConfig = config
         self._scorer = scorer
         self.rules: dict[str, _RuleState] = {}
+        self.near_duplicates: NearDuplicateIndex | None = None
+        self.campaign_rules: frozenset[str] = frozenset()
         self.stream: list[StreamDetector] = []
         if config.source_silence.enabled:
             self.stream.append(SourceSilenceDetector(config.source_silence))
@@ -92,24 +99,44 @@ class Engine:
     def load_rules(self, rules: Sequence[RuleConfig]) -> None:
         """(Re)build the matcher; a rule's detectors whose settings did not change keep their state."""
         self.matcher = RuleMatcher(rules)
+        resolved = {
+            rule.name: {
+                kind: settings
+                for kind in RULE_DETECTORS
+                if (settings := resolve_settings(kind, self.config, rule)) is not None
+            }
+            for rule in rules
+        }
+        self._share_near_duplicates([kinds["campaign"] for kinds in resolved.values() if "campaign" in kinds])
+        self.campaign_rules = frozenset(name for name, kinds in resolved.items() if "campaign" in kinds)
         kept: dict[str, _RuleState] = {}
-        for rule in rules:
-            previous = self.rules.get(rule.name)
+        for name, kinds in resolved.items():
+            previous = self.rules.get(name)
             state = _RuleState()
-            for kind, factory in RULE_DETECTORS.items():
-                settings = resolve_settings(kind, self.config, rule)
-                if settings is None:
-                    continue
+            for kind, settings in kinds.items():
                 old = previous.detectors.get(kind) if previous is not None else None
                 if old is not None and old[0] == settings:
                     state.detectors[kind] = old
                 else:
-                    state.detectors[kind] = (
-                        settings,
-                        factory(rule.name, settings, self.config),
-                    )
-            kept[rule.name] = state.seal()
+                    state.detectors[kind] = (settings, RULE_DETECTORS[kind](name, settings, self))
+            kept[name] = state.seal()
         self.rules = kept
+
+    def _share_near_duplicates(self, settings: list[Any]) -> None:
+        """One near-duplicate index for every rule's campaign detector (kept on a reload that does
+        not change what it needs)."""
+        if not settings:
+            self.near_duplicates = None
+            return
+        wanted = index_for(settings)
+        current = self.near_duplicates
+        if current is None or (
+            current.max_distance,
+            current.min_chars,
+            current.window,
+            current.max_clusters,
+        ) != (wanted.max_distance, wanted.min_chars, wanted.window, wanted.max_clusters):
+            self.near_duplicates = wanted
 
     def detectors(self, rule: str) -> dict[str, RuleDetector]:
         state = self.rules.get(rule)
@@ -130,11 +157,12 @@ class Engine:
         if not matched:
             return Verdict((), None, tuple(signals))
         obs = Observation(now, post, sentiment)
+        names = tuple(rule.name for rule in matched)
+        index = self.near_duplicates
+        if index is not None and not self.campaign_rules.isdisjoint(names):
+            obs.cluster = index.place(obs, names)  # once for all the rules' campaign detectors
         rules = self.rules
-        names = []
-        for rule in matched:
-            name = rule.name
-            names.append(name)
+        for name in names:
             state = rules.get(name)
             if state is None:
                 continue
@@ -142,7 +170,7 @@ class Engine:
                 fired = detector.observe(obs)
                 if fired:
                     signals += self._with_composites(state, fired)
-        return Verdict(tuple(names), sentiment, tuple(signals))
+        return Verdict(names, sentiment, tuple(signals))
 
     def _with_composites(self, state: _RuleState, fired: list[Signal]) -> list[Signal]:
         """Tell the rule's composite detectors (crisis) about its other signals."""
@@ -185,6 +213,8 @@ class Engine:
         signals: list[Signal] = []
         for watcher in self.stream:
             signals += watcher.advance(now)
+        if self.near_duplicates is not None:
+            self.near_duplicates.expire(now)
         for state in self.rules.values():
             fired: list[Signal] = []
             for detector in state.all:
@@ -202,6 +232,8 @@ class Engine:
             },
             "stream": {detector.kind: detector.snapshot() for detector in self.stream},
         }
+        if self.near_duplicates is not None:
+            state["near_duplicates"] = self.near_duplicates.snapshot()
         return json.dumps(state, separators=(",", ":"))
 
     def restore(self, blob: str) -> int:
@@ -210,6 +242,8 @@ class Engine:
         if state.get("version") != SNAPSHOT_VERSION:
             return 0
         restored = 0
+        if self.near_duplicates is not None and state.get("near_duplicates"):
+            self.near_duplicates.restore(state["near_duplicates"])
         for name, kinds in state.get("rules", {}).items():
             rule = self.rules.get(name)
             if rule is None:

@@ -10,7 +10,6 @@ Poisson floor on the variance so that quiet rules do not alarm on a handful of p
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,8 +17,9 @@ from typing import Any
 
 from harvester.config.detectors import VolumeSpikeConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector
+from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline
-from harvester.models import Post, Severity, Signal
+from harvester.models import Severity, Signal
 
 KIND = "volume_spike"
 _MAX_AUTHORS_PER_BUCKET = 2000
@@ -32,21 +32,17 @@ class _Bucket:
     sentiment_sum: float = 0.0
     sentiment_n: int = 0
     authors: set[str] = field(default_factory=set)
-    # (engagement, uid) min-heap of the most engaged posts, for the alert's examples
-    examples: list[tuple[int, str]] = field(default_factory=list)
+    evidence: Tally = field(default_factory=Tally)  # the most engaged posts, and a sample for terms
 
-    def add(self, post: Post, sentiment: float | None, keep_examples: int) -> None:
+    def add(self, obs: Observation, keep_examples: int) -> None:
         self.count += 1
+        sentiment = obs.sentiment
         if sentiment is not None:
             self.sentiment_sum += sentiment
             self.sentiment_n += 1
         if len(self.authors) < _MAX_AUTHORS_PER_BUCKET:
-            self.authors.add(post.author)
-        item = (post.engagement, post.uid)
-        if len(self.examples) < keep_examples:
-            heapq.heappush(self.examples, item)
-        elif item > self.examples[0]:
-            heapq.heapreplace(self.examples, item)
+            self.authors.add(obs.post.author)
+        self.evidence.add(obs, keep_examples)
 
 
 def poisson_tail(observed: int, expected: float) -> float:
@@ -138,10 +134,11 @@ class VolumeSpikeDetector(RuleDetector):
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self, obs: Observation) -> list[Signal]:
-        signal = self.observe_post(obs.ts, obs.post, obs.sentiment)
+        signal = self._observe(obs)
         return [signal] if signal is not None else []
 
-    def observe_post(self, ts: float, post: Post, sentiment: float | None) -> Signal | None:
+    def _observe(self, obs: Observation) -> Signal | None:
+        ts = obs.ts
         window = self.window
         current = window.buckets[-1] if window.buckets else None
         # Hot path (every matched post of every rule): most posts fall in the current bucket.
@@ -153,7 +150,7 @@ class VolumeSpikeDetector(RuleDetector):
             bucket = window.bucket_for(ts)
         if bucket is None:
             return None  # later than the allowed lateness: counted in window.late
-        bucket.add(post, sentiment, self.examples)
+        bucket.add(obs, self.examples)
         self.window_count += 1
         return self.evaluate(ts)
 
@@ -200,7 +197,7 @@ class VolumeSpikeDetector(RuleDetector):
         authors: set[str] = set()
         for bucket in self.buckets:
             authors |= bucket.authors
-        top = heapq.nlargest(self.examples, (e for b in self.buckets for e in b.examples))
+        tallies = [b.evidence for b in self.buckets]
         window_s = self.config.window_buckets * self.config.bucket
         summary = (
             f"{observed} posts in {window_s:g}s for rule {self.rule!r}, "
@@ -215,7 +212,8 @@ class VolumeSpikeDetector(RuleDetector):
             "window_s": window_s,
             "distinct_authors": len(authors),
             "mean_sentiment": round(sentiment, 3) if sentiment is not None else None,
-            "example_uids": [uid for _, uid in top],
+            "top_terms": top_terms(tallies),
+            "example_uids": top_examples(tallies, self.examples),
         }
         return Signal(
             id=Signal.make_id(self.rule, KIND, window_start),

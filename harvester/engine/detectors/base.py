@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harvester.engine.normalize import terms as content_terms
+from harvester.engine.simhash import words as text_words
 from harvester.models import Post, Signal
+
+if TYPE_CHECKING:
+    from harvester.engine.detectors.near_duplicates import NearDuplicates
 
 # Every detector waits at least this long after a signal before the next one of its kind and rule,
 # whatever its own settings say: a flood of identical alerts is how users learn to ignore a tool.
@@ -23,26 +27,44 @@ MIN_COOLDOWN_S = 30.0
 
 
 class Observation:
-    """One matched post as a rule detector sees it.
+    """One matched post as a rule detector sees it, shared by every rule the post matched.
 
-    `terms` (the content terms, see `harvester.engine.normalize.terms`) are worked out on first use
-    and shared by every rule the post matched: they cost more than a detector's whole update, and
-    most detectors only need them when a signal fires.
+    What costs more than a detector's whole update is worked out once, on first use, and kept here
+    for the other rules: `terms` (the content terms, see `harvester.engine.normalize.terms`; only
+    needed when a signal fires), `words` (plain lower-case words, for fingerprints and for `found`,
+    the words of a fixed vocabulary such as the crisis terms), and the post's near-duplicate cluster,
+    which the engine sets before the rule detectors run.
     """
 
-    __slots__ = ("_terms", "post", "sentiment", "ts")
+    __slots__ = ("_terms", "_words", "cluster", "post", "sentiment", "ts")
 
     def __init__(self, ts: float, post: Post, sentiment: float | None, terms: tuple[str, ...] | None = None):
         self.ts = ts  # engine time, epoch seconds
         self.post = post
         self.sentiment = sentiment  # VADER compound, -1..1
         self._terms = terms
+        self._words: list[str] | None = None
+        self.cluster: NearDuplicates | None = None
 
     @property
     def terms(self) -> tuple[str, ...]:
         if self._terms is None:
             self._terms = tuple(content_terms(self.post.text))
         return self._terms
+
+    @property
+    def words(self) -> list[str]:
+        """The post's lower-case words (`harvester.engine.simhash.words`): cheaper than its terms,
+        and what near-duplicate fingerprints are made of."""
+        if self._words is None:
+            self._words = text_words(self.post.text)
+        return self._words
+
+    def found(self, vocabulary: frozenset[str]) -> tuple[str, ...]:
+        """The words of `vocabulary` the post contains, each once (crisis terms, say)."""
+        if self._terms is not None:  # given its terms (a test, a tool): those are the post's words
+            return tuple(term for term in self._terms if term in vocabulary)
+        return tuple(vocabulary.intersection(self.words))
 
 
 def at(ts: float) -> datetime:

@@ -1,22 +1,17 @@
 """Coordinated campaign: near-duplicate texts from many distinct accounts within minutes.
 
-Each post is reduced to its words (no URLs, @mentions, punctuation or emoji) and fingerprinted with a
-64-bit SimHash (`harvester.engine.simhash`). A post joins the nearest live cluster whose *seed* (the
-fingerprint of the post that opened it) is within `max_distance` bits, or opens a new cluster. The
-clusters are balls around their seed, not chains: letting every member recruit its own neighbours
-lets a cluster drift across a family of templated everyday posts ("the <brand> app was fine", "the
-<brand> card was fine ...") until it spans many unrelated accounts. Seeds are found through LSH
-bands (`BandSplit`: with up to 7 bits allowed the band split finds every seed in range), so a post
-costs a handful of dict lookups however many clusters are live.
-
-A cluster counts the distinct accounts that posted into it during the last `window` seconds and
-fires once it reaches `min_accounts`. A cluster expires `window` seconds after its last post; at most
-`max_clusters` are kept (the least recently active go first) and each remembers at most
-`_MAX_AUTHORS` accounts, so memory per rule is bounded whatever the traffic.
+The clustering itself is shared by every rule (`near_duplicates`: SimHash fingerprints, clusters as
+balls around a seed, found through LSH bands). This detector counts, per cluster its rule's posts
+fall in, the distinct accounts that posted there during the last `window` seconds, and fires once
+they reach `min_accounts`. A cluster of one post (nearly every post) costs it nothing; it keeps a view
+only of clusters that grew, at most `max_clusters` of them, each remembering at most `_MAX_AUTHORS`
+accounts, so memory per rule is bounded whatever the traffic. A rule with a stricter `max_distance`
+or a longer `min_chars` than the others skips the posts of a shared cluster that are too far from its
+seed or too short.
 
 What is not a campaign:
 - reposts ("RT @user: ..."): many accounts repeating one post is that post going viral, which the
-  viral-post detector reports;
+  viral-post detector reports (they are never clustered);
 - a wave of identical reactions to one post (every member replies to or quotes the same post:
   "this is so true"), for the same reason. The cost: reply-bombing of a single post is left to the
   viral detector, which sees it as references to that post;
@@ -35,14 +30,16 @@ from typing import Any
 
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
-from harvester.engine.simhash import BandSplit, distance, is_repost, simhash, words
+from harvester.engine.detectors.near_duplicates import (
+    NearDuplicateIndex,
+    NearDuplicates,
+)
+from harvester.engine.simhash import distance
 from harvester.models import Post, Severity, Signal
 
 KIND = "campaign"
 _MAX_AUTHORS = 1000  # per cluster; a campaign has long fired before this many accounts
-_MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
 _MAX_CAMPAIGNS = 64  # campaigns remembered to keep their other clusters quiet
-_TEXT_CHARS = 280  # of the representative text kept for the alert
 _LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
 _EXAMPLE_AUTHORS = 10
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
@@ -63,8 +60,6 @@ class _Cluster:
     fired_rank: int = -1
     cooldown_until: float = -math.inf
     campaign: int | None = None  # seed of the cluster whose signal covers this one
-    # Distinct fingerprints of its posts (the seed first) under which it is found: see the module doc.
-    members: list[int] = field(default_factory=list)
 
     def add(self, post: Post, ts: float, examples: int) -> None:
         self.posts += 1
@@ -105,20 +100,19 @@ class _Cluster:
         authors = [[a, seen, f] for a, (seen, f) in self.authors.items()]
         return [
             self.seed, self.text, self.first_seen, self.last_seen, self.posts, self.reacts_to,
-            self.fired_rank, _finite(self.cooldown_until), self.campaign, self.members, authors,
+            self.fired_rank, _finite(self.cooldown_until), self.campaign, authors,
         ]  # fmt: skip
 
     @classmethod
-    def from_row(cls, row: list[Any]) -> tuple[_Cluster, list[int]]:
-        """The cluster (not yet indexed) and the fingerprints to index it under."""
-        seed, text, first, last, posts, reacts_to, rank, until, campaign, members, authors = row
+    def from_row(cls, row: list[Any]) -> _Cluster:
+        seed, text, first, last, posts, reacts_to, rank, until, campaign, authors = row
         cluster = cls(int(seed), str(text), float(first), float(last), int(posts))
         cluster.reacts_to = reacts_to
         cluster.fired_rank = int(rank)
         cluster.cooldown_until = -math.inf if until is None else float(until)
         cluster.campaign = None if campaign is None else int(campaign)
         cluster.authors = {str(a): (float(seen), f) for a, seen, f in authors}
-        return cluster, [int(m) for m in members]
+        return cluster
 
 
 @dataclass(slots=True)
@@ -140,15 +134,17 @@ class _Campaign:
 class CampaignDetector(RuleDetector):
     kind = KIND
 
-    def __init__(self, rule: str, config: CampaignConfig, examples: int = 3) -> None:
+    def __init__(
+        self, rule: str, config: CampaignConfig, examples: int = 3, index: NearDuplicateIndex | None = None
+    ) -> None:
         super().__init__(rule)
         self.config = config
         self.examples = examples
         self.cooldown = max(config.cooldown, MIN_COOLDOWN_S)
-        self.bands = BandSplit(config.max_distance)
+        # The engine shares one index among all rules and places each post before the rules see it;
+        # a detector on its own (a test, a tool) places its posts in an index of its own.
+        self.own_index = None if index is not None else index_for([config])
         self.clusters: OrderedDict[int, _Cluster] = OrderedDict()  # by seed, least recently active first
-        self.buckets: dict[int, set[int]] = {}  # band key -> member fingerprints
-        self.seed_of: dict[int, int] = {}  # member fingerprint -> its cluster's seed
         self.campaigns: dict[int, _Campaign] = {}  # by the seed of the cluster that fired
         self.now = -math.inf
         # The rule-wide MIN_COOLDOWN_S gap: a cluster ready while it runs waits here, not dropped.
@@ -158,28 +154,50 @@ class CampaignDetector(RuleDetector):
     # -- observation -----------------------------------------------------------------------------
     def observe(self, obs: Observation) -> list[Signal]:
         signals = self.advance(obs.ts)
-        post, ts = obs.post, obs.ts
-        if ts < self.now - self.config.window or is_repost(post.text):
+        if self.own_index is not None:
+            obs.cluster = self.own_index.place(obs, (self.rule,))
+        shared = obs.cluster
+        if shared is None or shared.posts < 2:
+            return signals  # alone, as nearly every post is: nothing to count yet
+        cfg, ts = self.config, obs.ts
+        if (
+            ts < self.now - cfg.window
+            or shared.chars < cfg.min_chars
+            or (shared.fingerprint ^ shared.seed).bit_count() > cfg.max_distance
+        ):
             return signals
-        features = words(post.text)
-        if sum(map(len, features)) + len(features) - 1 < self.config.min_chars:
-            return signals
-        fingerprint = simhash(features)
-        cluster = self._nearest(fingerprint) or self._open(fingerprint, post, ts)
-        if len(cluster.members) < _MAX_MEMBERS and fingerprint not in self.seed_of:
-            self._index(cluster, fingerprint)
-        cluster.add(post, ts, self.examples)
-        cluster.forget_before(self.now - self.config.window)
+        cluster = self.clusters.get(shared.seed)
+        if cluster is None:
+            cluster = self._open(shared, ts)
+        cluster.add(obs.post, ts, self.examples)
+        cluster.forget_before(self.now - cfg.window)
         if cluster.campaign is not None and cluster.campaign in self.campaigns:
-            self.campaigns[cluster.campaign].enlist((post.author,))
+            self.campaigns[cluster.campaign].enlist((obs.post.author,))
         self.clusters.move_to_end(cluster.seed)
         signal = self._evaluate(cluster, ts)
         if signal is not None:
             signals.append(signal)
         return signals
 
+    def _open(self, shared: NearDuplicates, ts: float) -> _Cluster:
+        """This rule's view of a shared cluster that just grew past one post of any rule."""
+        cluster = _Cluster(shared.seed, shared.text, ts, ts)
+        opener = shared.opener
+        if (
+            opener is not None
+            and self.rule in shared.opener_rules
+            and shared.opener_chars >= self.config.min_chars
+            and opener.ts >= self.now - self.config.window
+        ):
+            cluster.first_seen = opener.ts
+            cluster.add(opener.post, opener.ts, self.examples)
+        self.clusters[cluster.seed] = cluster
+        if len(self.clusters) > self.config.max_clusters:
+            self._remove(next(iter(self.clusters.values())))
+        return cluster
+
     def advance(self, ts: float) -> list[Signal]:
-        """Expire clusters idle for a whole window; fire a cluster held by the rule-wide gap."""
+        """Forget views idle for a whole window; fire a cluster held by the rule-wide gap."""
         self.now = max(self.now, ts)
         cutoff = self.now - self.config.window
         while self.clusters:
@@ -195,46 +213,9 @@ class CampaignDetector(RuleDetector):
         signal = None if cluster is None else self._evaluate(cluster, self.now)
         return [] if signal is None else [signal]
 
-    # -- clusters --------------------------------------------------------------------------------
-    def _nearest(self, fingerprint: int) -> _Cluster | None:
-        seed_of = self.seed_of
-        seed = seed_of.get(fingerprint)
-        if seed is not None:
-            return self.clusters[seed]
-        best, best_distance = None, self.config.max_distance + 1
-        for bucket in filter(None, map(self.buckets.get, self.bands.keys(fingerprint))):
-            for member in bucket:
-                seed = seed_of[member]
-                d = (fingerprint ^ seed).bit_count()
-                if d < best_distance:
-                    best, best_distance = seed, d
-        return None if best is None else self.clusters[best]
-
-    def _open(self, fingerprint: int, post: Post, ts: float) -> _Cluster:
-        cluster = _Cluster(fingerprint, post.text[:_TEXT_CHARS], ts, ts)
-        self.clusters[fingerprint] = cluster
-        self._index(cluster, fingerprint)
-        if len(self.clusters) > self.config.max_clusters:
-            self._remove(next(iter(self.clusters.values())))
-        return cluster
-
-    def _index(self, cluster: _Cluster, fingerprint: int) -> None:
-        cluster.members.append(fingerprint)
-        self.seed_of[fingerprint] = cluster.seed
-        for key in self.bands.keys(fingerprint):
-            self.buckets.setdefault(key, set()).add(fingerprint)
-
     def _remove(self, cluster: _Cluster) -> None:
         del self.clusters[cluster.seed]
         self.waiting.pop(cluster.seed, None)
-        for member in cluster.members:
-            del self.seed_of[member]
-            for key in self.bands.keys(member):
-                bucket = self.buckets.get(key)
-                if bucket is not None:
-                    bucket.discard(member)
-                    if not bucket:
-                        del self.buckets[key]
 
     # -- verdict ---------------------------------------------------------------------------------
     def _evaluate(self, cluster: _Cluster, ts: float) -> Signal | None:
@@ -350,23 +331,18 @@ class CampaignDetector(RuleDetector):
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Clusters with at least two accounts or a signal behind them (one-post clusters, nearly all
-        of them, are not worth a restart), the campaigns that fired, and the rule-wide gap."""
+        """Views with at least two accounts or a signal behind them, the campaigns that fired, and the
+        rule-wide gap. (The shared clusters are saved by the engine, with its index.)"""
         clusters = [c.row() for c in self.clusters.values() if len(c.authors) >= 2 or c.fired_rank >= 0]
         campaigns = [[c.seed, c.until, sorted(c.authors)] for c in self.campaigns.values()]
         return {"clusters": clusters, "campaigns": campaigns, "quiet_until": _finite(self.quiet_until)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.clusters.clear()
-        self.buckets.clear()
-        self.seed_of.clear()
         self.waiting.clear()
         for row in state.get("clusters", []):
-            cluster, members = _Cluster.from_row(row)
+            cluster = _Cluster.from_row(row)
             self.clusters[cluster.seed] = cluster
-            for member in members:
-                if member not in self.seed_of:
-                    self._index(cluster, member)
         self.campaigns = {
             int(seed): _Campaign(int(seed), float(until), set(authors))
             for seed, until, authors in state.get("campaigns", [])
@@ -392,3 +368,15 @@ def _quote(text: str, limit: int) -> str:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def index_for(configs: Iterable[CampaignConfig]) -> NearDuplicateIndex:
+    """One index that serves every rule of `configs`: the widest radius and window, the shortest
+    texts and the most clusters any of them asks for (each rule then applies its own)."""
+    configs = list(configs)
+    return NearDuplicateIndex(
+        max_distance=max(c.max_distance for c in configs),
+        min_chars=min(c.min_chars for c in configs),
+        window=max(c.window for c in configs),
+        max_clusters=max(c.max_clusters for c in configs),
+    )

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from harvester.config.detectors import CrisisConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
-from harvester.engine.detectors.sentiment import Tally, top_examples, top_terms
+from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow
 from harvester.models import Severity, Signal
 
@@ -148,14 +148,13 @@ class CrisisDetector(RuleDetector):
         post = obs.post
         if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
             bucket.authors.add(post.author)
-        crisis_terms = self.crisis_terms
-        if not crisis_terms.isdisjoint(obs.terms):  # one C call for the usual post with none
+        found = obs.found(self.crisis_terms)  # worked out once per post for every rule it matched
+        if found:
             bucket.crisis_posts += 1
             counts = bucket.crisis_terms
-            for term in obs.terms:
-                if term in crisis_terms:
-                    counts[term] = counts.get(term, 0) + 1
-            bucket.evidence.add(post, obs.terms, self.examples)
+            for term in found:
+                counts[term] = counts.get(term, 0) + 1
+            bucket.evidence.add(obs, self.examples)
         if self.spike is None:
             return []
         if bucket is not self.window.buckets[-1]:

@@ -37,17 +37,16 @@ signal of an event sees its first seconds mixed with the calm before, and unders
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Final
 
 from harvester.config.detectors import SentimentShiftConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline
-from harvester.models import Post, Severity, Signal
+from harvester.models import Severity, Signal
 
 DROP: Final = "sentiment_drop"
 SURGE: Final = "sentiment_surge"
@@ -62,48 +61,7 @@ VERY_NEGATIVE = -0.4
 # Effectively independent looks per suffix while a window fills, for the Bonferroni correction
 # (calibrated on simulated traffic: 60 days of iid VADER-like scores at 0.2-2 posts/s).
 SEQUENTIAL_LOOKS = 5
-TOP_TERMS = 10
 _MAX_AUTHORS_PER_BUCKET = 500
-_MAX_TERMS_PER_BUCKET = 300
-
-
-@dataclass(slots=True)
-class Tally:
-    """Evidence from a set of posts: term counts and the most engaged posts, both bounded.
-    (Also used by the crisis detector.)"""
-
-    terms: Counter[str] = field(default_factory=Counter)
-    # (engagement, uid) min-heap: the root is the least engaged of the kept examples.
-    examples: list[tuple[int, str]] = field(default_factory=list)
-
-    def add(self, post: Post, terms: tuple[str, ...], keep_examples: int) -> None:
-        counts = self.terms
-        if len(counts) < _MAX_TERMS_PER_BUCKET:
-            counts.update(terms)  # counted in C: the cheapest way on the hot path
-        else:  # full: count only terms already tracked, so a flood of new words cannot grow memory
-            for term in terms:
-                if term in counts:
-                    counts[term] += 1
-        item = (post.engagement, post.uid)
-        examples = self.examples
-        if len(examples) < keep_examples:
-            heapq.heappush(examples, item)
-        elif examples and item > examples[0]:
-            heapq.heapreplace(examples, item)
-
-
-def top_terms(tallies: list[Tally], count: int = TOP_TERMS) -> list[list[Any]]:
-    """The most frequent terms over several tallies, as [term, count] pairs (JSON-friendly)."""
-    merged: Counter[str] = Counter()
-    for tally in tallies:
-        merged.update(tally.terms)
-    best = heapq.nsmallest(count, merged.items(), key=lambda item: (-item[1], item[0]))
-    return [[term, n] for term, n in best]
-
-
-def top_examples(tallies: list[Tally], count: int) -> list[str]:
-    """Uids of the most engaged posts over several tallies, highest engagement first."""
-    return [uid for _, uid in heapq.nlargest(count, (e for t in tallies for e in t.examples))]
 
 
 def corrected_z(threshold: float, looks: int) -> float:
@@ -275,10 +233,10 @@ class SentimentShiftDetector(RuleDetector):
         # Evidence by side: a drop is explained by its negative posts, a surge by its positive ones.
         if score <= -NEUTRAL_BAND:
             bucket.negative_posts += 1
-            bucket.negative.add(post, obs.terms, self.examples)
+            bucket.negative.add(obs, self.examples)
         elif score >= NEUTRAL_BAND:
             bucket.positive_posts += 1
-            bucket.positive.add(post, obs.terms, self.examples)
+            bucket.positive.add(obs, self.examples)
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
         return self._evaluate(obs.ts) if self.warmed_up else []

@@ -1,10 +1,12 @@
 """Viral post: one post whose engagement grows fast, seen over successive sightings or through the
 reposts, replies and quotes that reference it.
 
-Each post of the rule is followed for `track` seconds from when it is first seen, in a dict kept in
+A post of the rule is followed for `track` seconds from when it is first seen, in a dict kept in
 least-recently-seen order and cut to `max_tracked` entries, so a post that keeps being seen or
-referenced stays while the long tail of posts nobody returns to goes first. A post goes viral in
-one of two ways:
+referenced stays while the long tail of posts nobody returns to goes first. Only posts that show
+some engagement at first sight (a tenth of `min_engagement`), are referenced, or are fetched again
+are followed: the rest, nearly every post, cost one dict lookup. A post first followed on a re-fetch
+has its growth measured from its creation time. A post goes viral in one of two ways:
 
 - velocity: a later sighting (`reobserve`, a re-fetch with fresh counts) shows its engagement grew by
   at least `min_velocity` per second since an earlier sighting, and it has at least `min_engagement`.
@@ -39,6 +41,7 @@ from harvester.engine.simhash import is_repost
 from harvester.models import Post, Severity, Signal
 
 KIND = "viral_post"
+_FOLLOW_FROM_SHARE = 10  # a first sighting with min_engagement / this is followed at once
 _MIN_SPAN_S = 10.0  # shortest time between two sightings that a velocity is measured over
 _SWEEP_S = 60.0  # how often (event time) posts past their tracking period are dropped
 _REFERRERS_CAP = 10  # x min_references: distinct referrers counted beyond this add nothing
@@ -70,6 +73,12 @@ class _Tracked:
     @property
     def distinct_referrers(self) -> int:
         return len(self.referrers) + self.referrers_restored
+
+    def born(self, created: float, ts: float) -> None:
+        """Measure growth from the post's creation (with no engagement then): for a post first
+        followed on a re-fetch. A creation time in the future (clock skew) counts as now."""
+        if self.span_ts is None:
+            self.span_ts, self.span_engagement = min(created, ts), 0
 
     def sighting(self, post: Post, ts: float) -> None:
         """The post itself, with its own counts."""
@@ -132,6 +141,8 @@ class ViralPostDetector(RuleDetector):
         self.examples = examples
         self.cooldown = max(config.cooldown, MIN_COOLDOWN_S)
         self.referrers_cap = _REFERRERS_CAP * config.min_references
+        # Engagement at first sight from which a post is followed at once (see `observe`).
+        self.follow_from = max(1, config.min_engagement // _FOLLOW_FROM_SHARE)
         self.posts: OrderedDict[str, _Tracked] = OrderedDict()  # least recently seen first
         self.now = -math.inf
         self.next_sweep = -math.inf
@@ -141,14 +152,18 @@ class ViralPostDetector(RuleDetector):
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self, obs: Observation) -> list[Signal]:
-        signals = self.advance(obs.ts)
-        if not is_repost(obs.post.text):
-            self._sighting(obs.post, obs.ts, signals)
-        ref = obs.post.ref
-        if ref is not None and ref != obs.post.uid:
-            target = self._follow(ref, obs.ts)
-            target.referenced_by(obs.post, self.referrers_cap, self.examples)
-            self._judge(target, obs.ts, signals)
+        ts, post = obs.ts, obs.post
+        signals = self.advance(ts) if ts >= self.next_sweep or self.waiting else []
+        self.now = max(self.now, ts)
+        # Hot path: a first sighting with little engagement is not followed (nearly every post). If it
+        # is fetched again later, `reobserve` measures its growth from its creation instead.
+        if (post.engagement >= self.follow_from or post.uid in self.posts) and not is_repost(post.text):
+            self._sighting(post, ts, signals)
+        ref = post.ref
+        if ref is not None and ref != post.uid:
+            target = self._follow(ref, ts)
+            target.referenced_by(post, self.referrers_cap, self.examples)
+            self._judge(target, ts, signals)
         return signals
 
     def reobserve(self, ts: float, post: Post) -> list[Signal]:
@@ -156,6 +171,9 @@ class ViralPostDetector(RuleDetector):
         counted when it first arrived; a pure repost's counts are not its own and are ignored.)"""
         signals = self.advance(ts)
         if not is_repost(post.text):
+            if post.uid not in self.posts:
+                # Not followed since its first sighting: it has grown from nothing since it was made.
+                self._follow(post.uid, ts).born(post.created_at.timestamp(), ts)
             self._sighting(post, ts, signals)
         return signals
 
