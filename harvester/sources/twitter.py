@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import aiohttp
 import structlog
+from aiohttp.http_exceptions import LineTooLong
 from pydantic import BaseModel, Field, PositiveInt, SecretStr, field_validator, model_validator
 from tweepy import StreamRule as TweepyRule  # type: ignore[import-untyped]
 from tweepy import errors as tweepy_errors
@@ -365,10 +366,12 @@ class _Collector:
     def _after(self, result: AttemptResult, index: int) -> float | None:
         """How long to wait after this connection ended; None to reconnect with another token now."""
         failure = result.failure or Failure.NETWORK
-        if result.unexpected is not None:
-            # tweepy's own reading failed (a line over aiohttp's limit); the line is lost, the gap
-            # backfill recovers the tweets around it.
-            self.ctx.malformed(f"stream read failed: {result.detail}")
+        if isinstance(result.unexpected, LineTooLong):
+            # A line over aiohttp's limit ends tweepy's read; the line is lost, the gap backfill
+            # recovers the tweets after it.
+            self.ctx.malformed(f"stream line over the read limit: {result.detail[:120]}")
+        elif result.unexpected is not None:
+            log.error("twitter stream task failed; reconnecting", source=self.name, error=result.detail)
         if failure is Failure.CLEAN_CLOSE and not self.attempt_data:
             failure = Failure.NETWORK  # accepted and dropped at once: do not spin
         if self.stalled:
