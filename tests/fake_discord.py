@@ -231,12 +231,13 @@ class FakeDiscord:
         for conn in self.live_connections():
             await self._send(conn, {"op": 7, "d": None, "s": None, "t": None})
 
-    async def invalidate_session(self) -> None:
-        """op 9 INVALID_SESSION (false): the session is gone, the client must IDENTIFY again."""
+    async def invalidate_session(self, resumable: bool = False) -> None:
+        """op 9 INVALID_SESSION. false: the session is gone, the client must IDENTIFY again; true: the
+        client may RESUME it."""
         for conn in self.live_connections():
-            if conn.session is not None:
+            if conn.session is not None and not resumable:
                 conn.session.valid = False
-            await self._send(conn, {"op": 9, "d": False, "s": None, "t": None})
+            await self._send(conn, {"op": 9, "d": resumable, "s": None, "t": None})
 
     def make_zombie(self) -> None:
         """The server side goes silent on the current connections (a half-dead TCP connection)."""

@@ -276,6 +276,35 @@ async def test_reconnect_opcode_resumes(fake: FakeDiscord, running: list[Running
     assert len(fake.identifies) == 1
 
 
+async def test_resumable_invalid_session_resumes(fake: FakeDiscord, running: list[Running]) -> None:
+    store = Store(fake.changes)
+    ctx = source_context(store)
+    start(running, config(fake), ctx)
+    await ready(fake, ctx)
+    await fake.invalidate_session(resumable=True)
+    await fake.post_message(CHAN_A, "kept by the session")
+    await fake.changes.until(lambda: store.texts() == ["kept by the session"], "the message")
+    await fake.changes.until(lambda: fake.resumed == 1, "resume")
+    assert len(fake.identifies) == 1 and fake.history_calls == []
+
+
+async def test_quick_reconnections_are_paced_through_the_injected_sleep(
+    fake: FakeDiscord, running: list[Running]
+) -> None:
+    store = Store(fake.changes)
+    sleep = FastSleep()
+    ctx = source_context(store, sleep=sleep)
+    start(running, config(fake), ctx)
+    await ready(fake, ctx)
+    for n in range(1, 5):
+        await fake.drop_connection(4000)
+        await fake.changes.until(lambda n=n: fake.resumed == n, f"resume {n}")  # type: ignore[misc]
+    # Two immediate reconnections, then jittered waits below 1 s and 2 s (the rng is seeded).
+    assert len(sleep.calls) == 2
+    assert 0 <= sleep.calls[0] <= 1 and 0 <= sleep.calls[1] <= 2
+    assert ctx.health.reconnects == 4
+
+
 async def test_invalid_session_reidentifies_through_the_injected_wait_and_backfills(
     fake: FakeDiscord, running: list[Running]
 ) -> None:

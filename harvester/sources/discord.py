@@ -78,7 +78,8 @@ RECENT_IDS = 20_000
 # A gateway session that stayed up this long (by the source clock) counts as healthy: the next
 # reconnection is immediate again.
 STABLE_SESSION_SECONDS = 30.0
-# Reconnections in a row that are immediate before pacing starts (Discord expects a prompt RESUME).
+# Reconnections in a row that are immediate before pacing starts (Discord expects a prompt RESUME);
+# later ones wait a full-jitter exponential delay (1, 2, 4... s ceilings, capped) through ctx.sleep.
 FREE_RECONNECTS = 2
 RECONNECT_PACE_CAP = 60.0
 
@@ -237,7 +238,7 @@ class _Run:
         self.counters = _Counters()
         self.recent: OrderedDict[int, None] = OrderedDict()
         self.connects = 0
-        self.unstable = 0  # connection attempts since the last stable session
+        self.unstable = 0  # reconnections since the last stable session
         self.established_at: float | None = None
         self.client = GatewayClient(
             api_base=settings.api_base_url,
@@ -321,8 +322,8 @@ class _Run:
             self.unstable = 0
         self.established_at = None
         self.connects += 1
-        self.unstable += 1
         if self.connects > 1:
+            self.unstable += 1
             self.ctx.health.reconnects += 1
         self.ctx.set_state(SourceState.CONNECTING)
         if self.unstable > FREE_RECONNECTS:

@@ -44,6 +44,11 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import HTTPClient, Route
 
+# The first Client of a process warns that PyNaCl/davey are missing "so voice will NOT be supported".
+# The source never joins voice, so the warning would only mislead whoever reads the daemon's log.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
 __all__ = [
     "DiscordWebSocket",
     "GatewayClient",
