@@ -169,6 +169,10 @@ async def test_an_alert_older_than_max_age_is_dead_lettered(
     assert await store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 1}
     (dead,) = await store.dead_letters()
     assert dead.attempts == 2 and "HTTP 503" in (dead.last_error or "")
+    # Re-sent, it gets a fresh hour: one more failure does not dead-letter it at once.
+    assert await h.router.resend_dead(key=dead.key) == 1
+    await h.dispatcher.deliver_due()
+    assert (await store.outbox_counts())["pending"] == 1
     await h.sink.close()
 
 

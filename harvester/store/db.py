@@ -424,10 +424,10 @@ class Store:
         `created_at` is moved to now as well, so the age limit counts from the resend.
         """
         sql = (
-            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? "
-            "WHERE status = 'dead'"
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, "
+            "created_at = ? WHERE status = 'dead'"
         )
-        params: list[Any] = [now, now]
+        params: list[Any] = [now, now, now]
         if sink is not None:
             sql += " AND sink = ?"
             params.append(sink)
