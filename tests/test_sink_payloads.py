@@ -377,6 +377,16 @@ def test_plain_and_html_carry_the_message_content() -> None:
     assert "<!channel>" not in page and "&lt;!channel&gt;" in page
 
 
+def test_a_big_group_lists_twenty_others_and_counts_the_rest() -> None:
+    signals = tuple(make_signal(n) for n in range(50))
+    note = hostile_notification()
+    big = type(note)(note.key, note.sink, signals[0], T0, signals=signals)
+    message = build_message(big)
+    assert message.total == 50 and len(message.others) == 20 and message.more == 29
+    text = plain_text(message)
+    assert "Grouped: 50 signals" in text and "- and 29 more" in text
+
+
 # ------------------------------------------------------------------------------- error mapping
 
 

@@ -30,6 +30,7 @@ SEVERITY_COLOURS: dict[Severity, int] = {
 }
 EXAMPLE_CHARS = 280  # an example post is a glimpse, not the whole thread
 TOP_TERMS = 8
+OTHERS = 20  # a burst of 50 signals is one message, but not a wall of 49 summaries
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +50,17 @@ class Message:
     examples: tuple[ExamplePost, ...]
     top_terms: tuple[tuple[str, int], ...]
     dashboard_url: str | None
-    others: tuple[str, ...]  # summaries of the group's other signals, newest last
+    others: tuple[str, ...]  # summaries of (up to OTHERS of) the group's other signals
+    total: int = 1  # signals in the message
 
     @property
     def colour_hex(self) -> str:
         return f"#{self.colour:06X}"
 
     @property
-    def count(self) -> int:
-        return 1 + len(self.others)
+    def more(self) -> int:
+        """Signals in the group beyond the lead and the `others` listed."""
+        return max(0, self.total - 1 - len(self.others))
 
     @property
     def facts(self) -> list[tuple[str, str]]:
@@ -69,7 +72,7 @@ class Message:
             ("Started", self.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ]
         if self.others:
-            rows.append(("Grouped", f"{self.count} signals"))
+            rows.append(("Grouped", f"{self.total} signals"))
         return rows
 
 
@@ -94,7 +97,7 @@ def dashboard_link(base: str | None, rule: str) -> str | None:
 def build_message(alert: Alert) -> Message:
     note = as_notification(alert)
     lead = note.signal
-    others = tuple(s.summary for s in note.signals if s.id != lead.id)
+    rest = [s.summary for s in note.signals if s.id != lead.id]
     title = f"[{lead.severity.value.upper()}] {lead.kind.replace('_', ' ')} on {lead.rule}"
     examples = tuple(
         ExamplePost(e.uid, e.author, _clip(e.text, EXAMPLE_CHARS), e.url, e.source) for e in note.examples
@@ -115,7 +118,8 @@ def build_message(alert: Alert) -> Message:
         examples=examples,
         top_terms=_top_terms(lead.evidence),
         dashboard_url=dashboard_link(note.dashboard_url, lead.rule),
-        others=others,
+        others=tuple(rest[:OTHERS]),
+        total=1 + len(rest),
     )
 
 
@@ -138,6 +142,8 @@ def plain_text(message: Message) -> str:
             lines.append(f"- @{post.author}: {post.text}" + (f" <{post.url}>" if post.url else ""))
     if message.others:
         lines += ["", "Also in this group:"] + [f"- {summary}" for summary in message.others]
+        if message.more:
+            lines.append(f"- and {message.more} more")
     if message.dashboard_url:
         lines += ["", f"Dashboard: {message.dashboard_url}"]
     return "\n".join(lines) + "\n"
@@ -166,6 +172,7 @@ def html_body(message: Message) -> str:
         parts.append(
             "<p><b>Also in this group</b></p><ul>"
             + "".join(f"<li>{e(s)}</li>" for s in message.others)
+            + (f"<li>and {message.more} more</li>" if message.more else "")
             + "</ul>"
         )
     if message.dashboard_url:
@@ -207,6 +214,8 @@ def markdown_v2(message: Message, limit: int = 4096) -> str:
         lines.append(line)
     if message.others:
         lines += ["", "*Also in this group:*"] + [f"• {x(s)}" for s in message.others]
+        if message.more:
+            lines.append(x(f"… and {message.more} more"))
     if message.dashboard_url:
         lines += ["", f"[Open the dashboard]({escape_markdown_v2_url(message.dashboard_url)})"]
     return _cut_lines(lines, limit, x("…"))
