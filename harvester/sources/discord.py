@@ -81,7 +81,11 @@ STABLE_SESSION_SECONDS = 30.0
 # Reconnections in a row that are immediate before pacing starts (Discord expects a prompt RESUME);
 # later ones wait a full-jitter exponential delay (1, 2, 4... s ceilings, capped) through ctx.sleep.
 FREE_RECONNECTS = 2
-RECONNECT_PACE_CAP = 60.0
+# Below discord.py's 60 s `wait_for` around opening a gateway connection, which includes our pause.
+RECONNECT_PACE_CAP = 30.0
+
+# How long closing the gateway politely may take when the run ends.
+CLOSE_TIMEOUT_SECONDS = 3.0
 
 # Close codes after which reconnecting cannot help, with what the operator should do.
 FATAL_CLOSE_CODES: Mapping[int, str] = {
@@ -277,8 +281,11 @@ class _Run:
     async def _close(self) -> None:
         """Close the gateway and the HTTP session, whatever state the run ended in."""
         try:
-            await self.client.close()
-        except Exception as exc:  # a socket already reset, say: the HTTP session must still close
+            # A peer that never answers the close frame would hold the daemon's drain for aiohttp's
+            # 30 s close timeout; the session is over either way.
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.client.close()
+        except Exception as exc:  # timed out, or a socket already reset: the HTTP session must still close
             log.debug("discord client close failed", source=self.ctx.name, error=repr(exc))
         finally:
             await self.client.http.close()
