@@ -16,7 +16,7 @@ from harvester.alerts.notification import Notification, decode_group
 from harvester.alerts.router import Router
 from harvester.clock import ManualClock
 from harvester.config.schema import AlertsConfig
-from harvester.errors import SinkError
+from harvester.errors import SinkError, StoreError
 from harvester.metrics import Metrics
 from harvester.models import Severity
 from harvester.queues import BoundedQueue
@@ -270,3 +270,34 @@ async def test_status_and_dead_letter_api(store: Store, clock: ManualClock) -> N
     assert (await router.status())["backlog"] == 1
     assert await dispatcher.deliver_due() == 1
     assert sink.delivered == [dead["key"]]
+
+
+async def test_store_errors_are_retried_without_losing_the_signal(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = make_router(store, clock, alerts_config(["chat"], group_wait=0))
+    router.sleep = FakeSleep(clock)
+    real_save, real_flush = store.save_signal_and_stage, store.flush_group
+    failures = {"save": 1, "flush": 1}
+
+    async def flaky_save(*args: Any, **kwargs: Any) -> bool:
+        if failures["save"]:
+            failures["save"] -= 1
+            raise StoreError("store: database is locked")
+        return await real_save(*args, **kwargs)
+
+    async def flaky_flush(*args: Any, **kwargs: Any) -> bool:
+        if failures["flush"]:
+            failures["flush"] -= 1
+            raise StoreError("store: disk full")
+        return await real_flush(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_signal_and_stage", flaky_save)
+    monkeypatch.setattr(store, "flush_group", flaky_flush)
+    await router._route_until_stored(make_signal(1))  # first save fails, the retry stores it
+    assert router.signals == 1 and await outbox_rows(store) == []  # then the flush failed: kept
+    assert router.next_flush_at() == clock.now().timestamp() + 1.0
+    clock.advance(1.0)
+    assert await router.flush_due() == 1
+    assert [ids for _, ids in await outbox_rows(store)] == [[make_signal(1).id]]
+    assert router.metrics.registry.get_sample_value("harvester_store_errors_total") == 2

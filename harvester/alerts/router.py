@@ -18,6 +18,7 @@ This is also the Python API that the web layer calls for silences, dead letters 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,12 +34,15 @@ from harvester.alerts.silences import Silence, config_silences, new_silence_id
 from harvester.clock import Clock, Sleep, real_sleep
 from harvester.config.alerts import InhibitConfig, RouteConfig
 from harvester.config.schema import AlertsConfig
+from harvester.errors import StoreError
 from harvester.metrics import Metrics
 from harvester.models import Alert, Severity, Signal
 from harvester.queues import BoundedQueue
 from harvester.store import Store
 
 log = structlog.get_logger(__name__)
+
+STORE_RETRY_S = 1.0
 
 # An idle group (nothing staged, last message long ago) is forgotten after this many group intervals.
 IDLE_GROUP_INTERVALS = 4
@@ -175,9 +179,21 @@ class Router:
                 self.metrics.post_to_signal.observe(latency)
                 if self.on_latency is not None:
                     self.on_latency(latency)
-                await self.route(signal)
+                await self._route_until_stored(signal)
             finally:
                 self.queue.task_done()
+
+    async def _route_until_stored(self, signal: Signal) -> None:
+        # A locked or full database must not lose the signal: retry, and let the bounded signal queue
+        # push back on the engine meanwhile.
+        while True:
+            try:
+                await self.route(signal)
+                return
+            except StoreError as exc:
+                self.metrics.store_errors.inc()
+                log.error("store error while routing a signal, retrying", error=str(exc), rule=signal.rule)
+                await self.sleep(STORE_RETRY_S)
 
     async def _flusher(self) -> None:
         while True:
@@ -293,7 +309,7 @@ class Router:
                 continue
             inhibitor = Inhibitor(rule, signal.id, labels, signal.severity, now + rule.for_)
             self.inhibitors.append(inhibitor)
-            for group in self.groups.values():
+            for group in list(self.groups.values()):  # a copy: the flusher may drop idle groups meanwhile
                 dropped = [
                     s for s, _ in group.members if inhibitor.mutes(s, signal_labels(s, self.config.labels))
                 ]
@@ -303,7 +319,8 @@ class Router:
                 group.members = [(s, at) for s, at in group.members if s.id not in ids]
                 if not group.members:
                     group.flush_at = None
-                await self.store.unstage(group.key, sorted(ids))
+                with contextlib.suppress(StoreError):  # left staged, they only cost a message after a restart
+                    await self.store.unstage(group.key, sorted(ids))
                 self.inhibited += len(dropped)
                 for s in dropped:
                     self.metrics.alerts_inhibited.labels(s.rule).inc()
@@ -347,16 +364,24 @@ class Router:
         signals = [s for s, _ in kept]
         first, created_at = kept[0]
         key = Alert.make_key(first.id, group.sink)
-        inserted = await self.store.flush_group(
-            key=key,
-            sink=group.sink,
-            group_key=group.key,
-            lead_signal_id=first.id,
-            payload=encode_group(signals, group.labels),
-            signal_ids=[s.id for s, _ in members],
-            created_at=created_at,
-            now=now,
-        )
+        try:
+            inserted = await self.store.flush_group(
+                key=key,
+                sink=group.sink,
+                group_key=group.key,
+                lead_signal_id=first.id,
+                payload=encode_group(signals, group.labels),
+                signal_ids=[s.id for s, _ in members],
+                created_at=created_at,
+                now=now,
+            )
+        except StoreError as exc:
+            # Nothing was committed and the signals are still staged: put them back and try again soon.
+            self.metrics.store_errors.inc()
+            log.error("store error while writing an alert group, retrying", error=str(exc), group=group.key)
+            group.members = members + group.members
+            group.flush_at = now + STORE_RETRY_S
+            return 0
         group.last_flush = now
         for s in signals:
             self._notified[(group.key, s.rule, s.kind)] = now
