@@ -189,4 +189,7 @@ async def test_log_sink_delivers_a_line_and_never_fails() -> None:
     with structlog.testing.capture_logs() as logs:
         await _deliver(sink)
     (line,) = [entry for entry in logs if str(entry["event"]).startswith("ALERT")]
-    assert line["rule"] == "acme" and line["severity"] == "critical"
+    assert line["rule"] == "acme" and line["severity"] == "critical" and line["grouped"] == 2
+    assert line["key"] == hostile_notification(sink.name).key and line["examples"][0].startswith(
+        "@@everyone: "
+    )

@@ -6,6 +6,7 @@ from typing import Literal
 
 import structlog
 
+from harvester.alerts.notification import as_notification
 from harvester.alerts.sinks.base import Sink
 from harvester.config.schema import SinkConfig
 from harvester.models import Alert
@@ -22,14 +23,18 @@ class LogSink(Sink):
     config_class = LogSinkConfig
 
     async def send(self, alert: Alert) -> None:
-        signal = alert.signal
+        note = as_notification(alert)
+        signal = note.signal
         log.warning(
             f"ALERT [{signal.severity.value}] {signal.summary}",
             rule=signal.rule,
             kind=signal.kind,
             severity=signal.severity.value,
             signal_id=signal.id,
-            examples=signal.evidence.get("example_uids", []),
+            key=note.key,
+            grouped=len(note.signals),
+            examples=[f"@{e.author}: {e.text[:80]}" for e in note.examples]
+            or signal.evidence.get("example_uids", []),
         )
 
 
