@@ -145,10 +145,12 @@ async def test_twenty_reconnects_and_a_restart_store_every_message_once(fake: Fa
     assert len(fake.identifies) == 1 + FAULTS // 2 + 1  # first start, ten re-identifies, the restart
     assert ctx.health.state is SourceState.STOPPED and ctx.health.malformed == 0
     duplicates = sum(stored.values()) - len(stored)
+    figures = ctx.health.extra["discord"]
+    assert isinstance(figures, dict)
     print(
         f"\ndiscord reconnect run: {len(expected)} messages, {FAULTS} faults "
         f"({fake.resumed} resumes, {FAULTS // 2} re-identifies), 1 restart; "
         f"stored {sum(stored.values())} posts, {duplicates} duplicates before dedup "
-        f"(the source dropped {ctx.health.extra['discord']['duplicates']} overlaps after the restart); "
+        f"(the source dropped {figures['duplicates']} overlaps after the restart); "
         f"{len(fake.history_calls)} history requests"
     )
