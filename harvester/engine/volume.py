@@ -199,10 +199,13 @@ class VolumeSpikeDetector(RuleDetector):
             authors |= bucket.authors
         tallies = [b.evidence for b in self.buckets]
         window_s = self.config.window_buckets * self.config.bucket
-        summary = (
-            f"{observed} posts in {window_s:g}s for rule {self.rule!r}, "
-            f"{observed / max(expected, 1e-9):.1f}x the usual {expected:.1f} (z={z:.1f})"
+        # A rule that is nearly always quiet has no meaningful ratio ("10000000000x the usual 0.0").
+        against = (
+            f"{observed / expected:.1f}x the usual {expected:.1f}"
+            if expected >= 0.1
+            else f"where {expected:.1f} are usual"
         )
+        summary = f"{observed} posts in {window_s:g}s for rule {self.rule!r}, {against} (z={z:.1f})"
         if sentiment is not None:
             summary += f", mean sentiment {sentiment:+.2f}"
         evidence: dict[str, Any] = {

@@ -4,9 +4,11 @@ reposts, replies and quotes that reference it.
 A post of the rule is followed for `track` seconds from when it is first seen, in a dict kept in
 least-recently-seen order and cut to `max_tracked` entries, so a post that keeps being seen or
 referenced stays while the long tail of posts nobody returns to goes first. Only posts that show
-some engagement at first sight (a tenth of `min_engagement`), are referenced, or are fetched again
-are followed: the rest, nearly every post, cost one dict lookup. A post first followed on a re-fetch
-has its growth measured from its creation time. A post goes viral in one of two ways:
+some engagement at first sight (a tenth of `min_engagement`), come from a big account (10,000
+followers), are referenced, or are fetched again are followed: the rest, nearly every post, cost a
+dict lookup. A post first followed on a re-fetch has its growth measured from its creation time;
+one first known from its references has no known author until it is seen itself, so until then its
+author's replies to it count as a referrer. A post goes viral in one of two ways:
 
 - velocity: a later sighting (`reobserve`, a re-fetch with fresh counts) shows its engagement grew by
   at least `min_velocity` per second since an earlier sighting, and it has at least `min_engagement`.
@@ -42,6 +44,7 @@ from harvester.models import Post, Severity, Signal
 
 KIND = "viral_post"
 _FOLLOW_FROM_SHARE = 10  # a first sighting with min_engagement / this is followed at once
+_FOLLOW_AUTHORS_FROM = 10_000  # and so is every post of an account this big (its reach is its risk)
 _MIN_SPAN_S = 10.0  # shortest time between two sightings that a velocity is measured over
 _SWEEP_S = 60.0  # how often (event time) posts past their tracking period are dropped
 _REFERRERS_CAP = 10  # x min_references: distinct referrers counted beyond this add nothing
@@ -157,7 +160,11 @@ class ViralPostDetector(RuleDetector):
         self.now = max(self.now, ts)
         # Hot path: a first sighting with little engagement is not followed (nearly every post). If it
         # is fetched again later, `reobserve` measures its growth from its creation instead.
-        if (post.engagement >= self.follow_from or post.uid in self.posts) and not is_repost(post.text):
+        if (
+            post.engagement >= self.follow_from
+            or (post.followers or 0) >= _FOLLOW_AUTHORS_FROM
+            or post.uid in self.posts
+        ) and not is_repost(post.text):
             self._sighting(post, ts, signals)
         ref = post.ref
         if ref is not None and ref != post.uid:
