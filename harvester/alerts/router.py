@@ -38,7 +38,7 @@ from harvester.errors import StoreError
 from harvester.metrics import Metrics
 from harvester.models import Alert, Severity, Signal
 from harvester.queues import BoundedQueue
-from harvester.store import Store
+from harvester.store import OutboxEntry, Store
 
 log = structlog.get_logger(__name__)
 
@@ -488,7 +488,7 @@ class Router:
         }
 
 
-def dead_letter_dict(entry: Any) -> dict[str, Any]:
+def dead_letter_dict(entry: OutboxEntry) -> dict[str, Any]:
     def iso(ts: float | None) -> str | None:
         return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
