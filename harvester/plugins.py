@@ -21,7 +21,17 @@ SINKS: Registry[Sink] = Registry("sink")
 BUILTIN_PLUGIN_MODULES = (
     "harvester.sources.synthetic",
     "harvester.sources.replay",
+    "harvester.sources.twitter",
+    "harvester.sources.reddit",
+    "harvester.sources.discord",
     "harvester.alerts.sinks.log",
+    "harvester.alerts.sinks.webhook",
+    "harvester.alerts.sinks.slack",
+    "harvester.alerts.sinks.discord",
+    "harvester.alerts.sinks.telegram",
+    "harvester.alerts.sinks.email",
+    "harvester.alerts.sinks.alertmanager",
+    "harvester.alerts.sinks.apprise",
 )
 
 

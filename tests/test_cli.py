@@ -23,6 +23,11 @@ state_dir: {state}
 engine:
   volume_spike:
     {{bucket: 10s, window_buckets: 3, warmup_buckets: 6, min_count: 10, threshold: 5, cooldown: 5m}}
+  # The burst below is one sentence from many accounts, which is also a campaign, a sentiment drop
+  # and a crisis: these tests follow the volume spike alone through the commands.
+  sentiment: {{enabled: false}}
+  campaign: {{enabled: false}}
+  crisis: {{enabled: false}}
 sources:
   - type: replay
     name: history

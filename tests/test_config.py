@@ -223,3 +223,22 @@ def test_a_broken_lexicon_file_is_a_one_line_config_error(tmp_path: Path) -> Non
     message = error_of(f"engine:\n  lexicon_file: {lexicon}\n")
     assert message.startswith("config error: engine.lexicon_file:")
     assert "words.tsv" in message
+
+
+def test_rules_a_platform_source_cannot_stream_stop_start_up_with_one_line() -> None:
+    # X refuses stream rules over the account's length limit; the twitter source derives its rules
+    # from `rules:`, so only the loader, with both in hand, can say so before anything starts.
+    text = """
+sources:
+  - type: twitter
+    bearer_tokens: ["${X_TOKEN}"]
+    max_rule_length: 40
+rules:
+  - name: acme
+    keywords: [acme air, acme airlines, acme air flights, acme air delays]
+"""
+    message = error_of(text, {"X_TOKEN": "sekrit-token-value"})
+    assert message.startswith("config error: ")
+    assert "'acme'" in message and "max_rule_length" in message
+    assert "sekrit-token-value" not in message
+    parse_config(text.replace("max_rule_length: 40", "max_rule_length: 1024"), "t.yaml", {"X_TOKEN": "x"})

@@ -268,8 +268,23 @@ def parse_config(
                 )
             names.add(rule.name)
         config = config.model_copy(update={"rules": [*config.rules, *extra_rules]})
+    _check_platform_rules(config)
     secrets = _secret_values_of(config) | rule_secrets
     return LoadedConfig(config=config, path=None, secrets=frozenset(secrets))
+
+
+def _check_platform_rules(config: Config) -> None:
+    """Sources that filter at the platform (X stream rules derived from `rules:`) can only check
+    their limits once both are loaded; a source config offers that check as `check_rules`."""
+    for index, source in enumerate(config.sources):
+        check = getattr(source, "check_rules", None)
+        if check is None:
+            continue
+        try:
+            check(config.rules)
+        except ValueError as exc:
+            path = getattr(exc, "path", None) or f"sources[{index}]"
+            raise ConfigError(path, getattr(exc, "message", None) or str(exc)) from None
 
 
 def load_config(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
