@@ -36,6 +36,7 @@ from harvester.queues import BoundedQueue, FullPolicy
 from harvester.sources.base import Envelope, Source, SourceContext
 from harvester.store import Store
 from harvester.supervisor import Supervisor
+from harvester.web.server import WebServer, start_web
 from harvester.writer import BatchWriter
 
 log = structlog.get_logger(__name__)
@@ -83,6 +84,7 @@ class App:
         self.engine: Engine | None = None
         self.inbox: BoundedQueue[Envelope] | None = None
         self.sentiment = SentimentPool(0)
+        self.web: WebServer | None = None
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -101,6 +103,15 @@ class App:
             health.dropped += 1
 
     async def run(self) -> None:
+        # The web server comes up first and goes down last: /healthz answers through start and stop.
+        self.web = await start_web(self)
+        try:
+            await self._run_daemon()
+        finally:
+            if self.web is not None:
+                await self.web.stop()
+
+    async def _run_daemon(self) -> None:
         cfg = self.config
         store = self.store = await Store.open(cfg.db_path)
         workers = cfg.engine.sentiment_workers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class Metrics:
@@ -98,3 +98,44 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        # -- set from the daemon's state just before each /metrics scrape (harvester.web.state) -------
+        self.source_up = Gauge(
+            "harvester_source_up",
+            "1 when the source is connected (or finished a bounded input)",
+            ["source"],
+            registry=r,
+        )
+        self.source_reconnects = Counter(
+            "harvester_source_reconnects_total",
+            "Reconnects a source reported (restarts by reason: harvester_source_restarts_total)",
+            ["source"],
+            registry=r,
+        )
+        self.source_lag = Gauge(
+            "harvester_source_lag_seconds",
+            "Now minus the created time of the newest post stored from the source",
+            ["source"],
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            "harvester_event_loop_lag_seconds",
+            "How late the event loop ran a timer, last measurement",
+            registry=r,
+        )
+        self.ws_clients = Gauge("harvester_ws_clients", "Connected WebSocket clients", registry=r)
+        self.ws_messages = Counter(
+            "harvester_ws_messages_total", "Messages queued to WebSocket clients", registry=r
+        )
+        self.ws_dropped = Counter(
+            "harvester_ws_clients_dropped_total",
+            "WebSocket clients disconnected because their buffer was full",
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "harvester_http_requests_total",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds (Linux /proc)
+        ProcessCollector(registry=r)

@@ -30,6 +30,7 @@ from harvester.config.detectors import (
 )
 from harvester.config.durations import Duration
 from harvester.config.rules import RuleConfig
+from harvester.config.web import WebConfig
 from harvester.queues import FullPolicy
 
 # The schema's public face: rules and detector settings live in their own modules.
@@ -54,6 +55,7 @@ __all__ = [
     "Strict",
     "ViralConfig",
     "VolumeSpikeConfig",
+    "WebConfig",
 ]
 
 
@@ -179,6 +181,7 @@ class Config(Strict):
     rules: list[RuleConfig] = []
     rules_file: Path | None = None
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     stats_interval: Duration = 10.0
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
 

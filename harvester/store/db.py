@@ -613,3 +613,132 @@ class Store:
     async def load_state(self, name: str) -> str | None:
         rows = await self._fetch("load_state", "SELECT data FROM engine_state WHERE name = ?", (name,))
         return str(rows[0]["data"]) if rows else None
+
+    # -------------------------------------------------------------------- queries for the web API
+
+    async def search_signals(
+        self,
+        *,
+        rule: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Signal]:
+        """Signals newest first, optionally of one rule and kind and with `since <= at < until`."""
+        clauses, params = _signal_filters(rule, kind, since, until)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            "search_signals",
+            f"SELECT payload FROM signals{where} ORDER BY at DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [signal_from_row(row) for row in rows]
+
+    async def signals_after(self, rowid: int, limit: int = 500) -> list[tuple[int, Signal]]:
+        """Signals stored after row `rowid`, in storage order, with their rowid: a live feed's cursor."""
+        rows = await self._fetch(
+            "signals_after",
+            "SELECT rowid, payload FROM signals WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (rowid, limit),
+        )
+        return [(int(row["rowid"]), signal_from_row(row)) for row in rows]
+
+    async def last_rowids(self) -> dict[str, int]:
+        """The newest rowid of `signals` and `outbox` (0 when empty): where a live feed starts."""
+        rows = await self._fetch(
+            "last_rowids",
+            "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM signals), "
+            "(SELECT COALESCE(MAX(rowid), 0) FROM outbox)",
+        )
+        return {"signals": int(rows[0][0]), "outbox": int(rows[0][1])}
+
+    async def search_alerts(
+        self, *, status: str | None = None, sink: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[OutboxEntry]:
+        """Outbox rows newest first, optionally of one status and sink."""
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if sink is not None:
+            clauses.append("sink = ?")
+            params.append(sink)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            "search_alerts",
+            f"{_SELECT_OUTBOX}{where} ORDER BY rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [outbox_entry_from_row(row) for row in rows]
+
+    async def alerts_after(self, rowid: int, limit: int = 500) -> list[tuple[int, OutboxEntry]]:
+        """Outbox rows written after row `rowid`, in storage order, with their rowid."""
+        rows = await self._fetch(
+            "alerts_after",
+            f"SELECT rowid, {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (rowid, limit),
+        )
+        return [(int(row["rowid"]), outbox_entry_from_row(row)) for row in rows]
+
+    async def search_posts(
+        self, *, rule: str | None = None, text: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Posts newest first (by received_at), optionally matched by `rule` and containing `text`
+        (case-insensitive substring: `instr`, so `%` and `_` in a query are plain characters)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if text:
+            clauses.append("instr(lower(p.text), lower(?)) > 0")
+            params.append(text)
+        if rule is None:
+            where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+            sql = f"{_SELECT_POSTS}{where} ORDER BY p.received_at DESC, p.rowid DESC LIMIT ? OFFSET ?"
+        else:
+            where = " AND ".join(["r.rule = ?", *clauses])
+            params.insert(0, rule)
+            sql = (
+                f"{_SELECT_POSTS} JOIN post_rules AS r ON r.uid = p.uid WHERE {where} "
+                "ORDER BY r.received_at DESC, r.uid DESC LIMIT ? OFFSET ?"
+            )
+        rows = await self._fetch("search_posts", sql, [*params, limit, offset])
+        return [post_dict(row) for row in rows]
+
+    async def rule_sentiment(self, since: float) -> dict[str, tuple[int, float | None]]:
+        """Per rule: stored matched posts received at or after `since` and their mean sentiment."""
+        rows = await self._fetch(
+            "rule_sentiment",
+            # From `posts` by its received_at index: a few seconds of rows, not every post_rules row.
+            "SELECT j.value, COUNT(*), AVG(p.sentiment) FROM posts AS p, json_each(p.rules) AS j "
+            "WHERE p.received_at >= ? AND p.rules <> '[]' GROUP BY j.value",
+            (since,),
+        )
+        return {row[0]: (int(row[1]), None if row[2] is None else float(row[2])) for row in rows}
+
+
+    async def newest_created(self, after_rowid: int | None = None) -> tuple[dict[str, float], int]:
+        """Per source, the newest created_at among posts stored after row `after_rowid` (source lag),
+        and the last rowid to pass next time. None: look at the last 10,000 posts only."""
+        if after_rowid is None:
+            rows = await self._fetch("newest_created", "SELECT COALESCE(MAX(rowid), 0) FROM posts")
+            after_rowid = max(0, int(rows[0][0]) - 10_000)
+        rows = await self._fetch(
+            "newest_created",
+            "SELECT source, MAX(created_at), MAX(rowid) FROM posts WHERE rowid > ? GROUP BY source",
+            (after_rowid,),
+        )
+        last = max([after_rowid, *(int(row[2]) for row in rows)])
+        return {row[0]: float(row[1]) for row in rows}, last
+
+
+def _signal_filters(
+    rule: str | None, kind: str | None, since: float | None, until: float | None
+) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in (("rule = ?", rule), ("kind = ?", kind), ("at >= ?", since), ("at < ?", until)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return clauses, params
