@@ -64,6 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.request_stop)
+        # systemctl reload (ExecReload=kill -HUP): rules, routes and sinks, sources stay connected.
+        loop.add_signal_handler(signal.SIGHUP, app.request_reload)
         await app.run()
 
     asyncio.run(main())

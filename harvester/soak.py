@@ -1,0 +1,176 @@
+"""Soak benchmark: millions of synthetic posts through the real pipeline, printing memory as it goes.
+
+    python -m harvester.soak --posts 3000000 [--interval 100000] [--store all|matched|none]
+
+The daemon's own `App` runs with a synthetic source at pace "max" (as fast as the pipeline takes
+posts), the brand and ticker rules of `harvester bench`, the store, the router and a log sink: every
+stage that holds state per post, rule, author or window. Every `--interval` posts it prints the
+resident set size (RSS) of the daemon process and of its sentiment workers, from /proc. At the end it
+prints the growth between the sample at 10% of the run and the last one: the warm-up (imports, the
+VADER lexicon, SQLite's page cache, the dedup set filling to its capacity) is over by then, so what is
+left is what a long run would keep accumulating. A benchmark, not a test: it prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harvester.alerts.sinks.log import LogSinkConfig
+from harvester.app import App, Hooks
+from harvester.bench import bench_rules
+from harvester.config.loader import LoadedConfig
+from harvester.config.schema import AlertsConfig, Config, DedupConfig, EngineConfig, LogConfig, StoreConfig
+from harvester.logging import configure_logging
+from harvester.sources.synthetic import SyntheticConfig, SyntheticScenarios
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of one process, from /proc/PID/statm (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def children_rss_bytes() -> int:
+    """The summed RSS of this process's direct children (the sentiment worker processes)."""
+    me = str(os.getpid())
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # after the command name: state, then the parent pid
+            total += rss_bytes(entry)
+    return total
+
+
+@dataclass
+class Sample:
+    posts: int
+    seconds: float
+    rss: int
+    workers_rss: int
+
+
+@dataclass
+class SoakRun:
+    posts: int
+    interval: int
+    samples: list[Sample] = field(default_factory=list)
+
+    def line(self, sample: Sample) -> str:
+        rate = sample.posts / sample.seconds if sample.seconds > 0 else 0.0
+        return (
+            f"{sample.posts:>10,} posts  {sample.seconds:8.1f} s  {rate:8,.0f} posts/s  "
+            f"RSS {sample.rss / 2**20:7.1f} MB  workers {sample.workers_rss / 2**20:7.1f} MB"
+        )
+
+    def summary(self) -> list[str]:
+        if len(self.samples) < 2:
+            return ["too few samples for a growth figure: use more posts or a smaller --interval"]
+        last = self.samples[-1]
+        tenth = min(self.samples, key=lambda s: abs(s.posts - last.posts / 10))
+        growth = (last.rss - tenth.rss) / 2**20
+        workers = (last.workers_rss - tenth.workers_rss) / 2**20
+        peak = max(s.rss for s in self.samples) / 2**20
+        return [
+            f"posts processed       {last.posts:,} in {last.seconds:.0f} s "
+            f"({last.posts / max(last.seconds, 1e-9):,.0f} posts/s)",
+            f"RSS at 10% ({tenth.posts:,})  {tenth.rss / 2**20:.1f} MB; "
+            f"at the end {last.rss / 2**20:.1f} MB; peak {peak:.1f} MB",
+            f"growth 10% -> 100%    daemon {growth:+.1f} MB, sentiment workers {workers:+.1f} MB",
+        ]
+
+
+def soak_config(state_dir: Path, posts: int, store_posts: str, seed: int) -> Config:
+    return Config(
+        state_dir=state_dir,
+        log=LogConfig(level="warning"),
+        dedup=DedupConfig(),
+        store=StoreConfig.model_validate({"posts": store_posts}),
+        engine=EngineConfig(clock="event"),
+        sources=[
+            SyntheticConfig(
+                name="soak",
+                rate=2000,
+                seed=seed,
+                pace="max",
+                limit=posts,
+                scenarios=SyntheticScenarios(first_after=30, every=120, duration=60),
+            )
+        ],
+        rules=[rule for rule in bench_rules() if not rule.match_all],
+        alerts=AlertsConfig(sinks=[LogSinkConfig()]),
+        stats_interval=3600,
+    )
+
+
+async def _sampler(app: App, run: SoakRun, started: float) -> None:
+    """Every `run.interval` posts, one sample and one printed line (checked ten times a second)."""
+    next_at = run.interval
+    while True:
+        await asyncio.sleep(0.1)
+        processed = app.processor.processed if app.processor is not None else 0
+        if processed >= next_at:
+            sample = Sample(processed, time.perf_counter() - started, rss_bytes(), children_rss_bytes())
+            run.samples.append(sample)
+            print(run.line(sample), flush=True)
+            next_at = (processed // run.interval + 1) * run.interval
+
+
+def run_soak(posts: int, interval: int, store_posts: str, seed: int, state_dir: Path) -> SoakRun:
+    configure_logging("warning", "console", stream=sys.stderr)
+    run = SoakRun(posts, interval)
+    config = soak_config(state_dir, posts, store_posts, seed)
+    app = App(LoadedConfig(config, None), exit_when_sources_finish=True)
+
+    async def main() -> None:
+        started = time.perf_counter()
+        app.hooks = Hooks()
+        sampler = asyncio.create_task(_sampler(app, run, started))
+        try:
+            await app.run()
+        finally:
+            sampler.cancel()
+        # No sample after the run: the sentiment workers are gone by then and the store is closed.
+        processed = app.processor.processed if app.processor is not None else 0
+        print(f"done: {processed:,} posts in {time.perf_counter() - started:.1f} s", flush=True)
+
+    asyncio.run(main())
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harvester.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=3_000_000, help="posts to push (default 3000000)")
+    parser.add_argument("--interval", type=int, default=None, help="posts between samples (default posts/50)")
+    parser.add_argument("--store", choices=["all", "matched", "none"], default="all", help="store.posts")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary directory")
+    args = parser.parse_args(argv)
+    interval = args.interval or max(1000, args.posts // 50)
+    print(f"soak: {args.posts:,} synthetic posts, store.posts={args.store}, a sample every {interval:,}")
+    with tempfile.TemporaryDirectory(prefix="harvester-soak-") as tmp:
+        run = run_soak(args.posts, interval, args.store, args.seed, args.state_dir or Path(tmp))
+    for line in run.summary():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
