@@ -33,6 +33,8 @@ from harvester.models import Severity, Signal
 from harvester.pipeline import LatencyHook, Processor, drain
 from harvester.plugins import SINKS, SOURCES
 from harvester.queues import BoundedQueue, FullPolicy
+from harvester.reload import schedule_reload
+from harvester.sd_notify import Notifier
 from harvester.sources.base import Envelope, Source, SourceContext
 from harvester.store import Store
 from harvester.supervisor import Supervisor
@@ -64,6 +66,7 @@ class App:
         rng: random.Random | None = None,
         hooks: Hooks | None = None,
         exit_when_sources_finish: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.loaded = loaded
         self.config: Config = loaded.config
@@ -85,6 +88,14 @@ class App:
         self.inbox: BoundedQueue[Envelope] | None = None
         self.sentiment = SentimentPool(0)
         self.web: WebServer | None = None
+        # systemd Type=notify: READY, WATCHDOG, RELOADING, STOPPING (a no-op outside systemd).
+        self.notifier = notifier or Notifier.from_env()
+        self.supervisors: list[Supervisor] = []
+        self.sinks: dict[str, Sink] = {}  # the running sinks; a SIGHUP reload replaces them
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the config and apply rules, routes and sinks (see harvester.reload)."""
+        schedule_reload(self)
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -121,16 +132,17 @@ class App:
         sinks: dict[str, Sink] = {}
         try:
             self.sentiment.start()
-            sinks = self._build_sinks()
+            sinks = self.sinks = self._build_sinks()
             for sink in sinks.values():
                 await sink.start()
             await self._run_stages(store, sinks)
         finally:
-            for sink in sinks.values():
+            for sink in (self.sinks or sinks).values():
                 with contextlib.suppress(Exception):
                     await sink.close()
             self.sentiment.close()
             await store.close()
+            self.notifier.close()
 
     async def _run_stages(self, store: Store, sinks: dict[str, Sink]) -> None:
         cfg = self.config
@@ -152,7 +164,7 @@ class App:
             sleep=self.sleep,
             rng=random.Random(self.rng.random()),
         )
-        supervisors = self._build_supervisors(inbox, cursors)
+        supervisors = self.supervisors = self._build_supervisors(inbox, cursors)
         event_time = self.uses_event_time([s.source for s in supervisors])
         processor = self.processor = Processor(
             inbox=inbox,
@@ -213,11 +225,14 @@ class App:
                 "housekeeping": group.create_task(self._housekeeping(), name="housekeeping"),
             }
             source_tasks = [group.create_task(s.run(), name=f"source:{s.ctx.name}") for s in supervisors]
+            watchdog = group.create_task(self.notifier.run_watchdog(), name="watchdog")
             self.started.set()
+            self.notifier.ready(f"running: {len(supervisors)} sources, {len(cfg.rules)} rules")
             if self.hooks.on_started is not None:
                 self.hooks.on_started(self)
             await self._wait_for_stop(source_tasks)
             await self._drain(source_tasks, stage_tasks, inbox, signals)
+            watchdog.cancel()  # pinged through the drain: TimeoutStopSec, not the watchdog, bounds it
 
     def uses_event_time(self, sources: list[Source]) -> bool:
         clock = self.config.engine.clock
@@ -282,6 +297,7 @@ class App:
             return max(0.0, deadline - loop.time())
 
         log.info("harvester stopping", deadline_s=self.config.shutdown_timeout)
+        self.notifier.stopping(f"draining (deadline {self.config.shutdown_timeout:g} s)")
         await _cancel(source_tasks, remaining())
         for health in self.health.sources.values():
             if health.state not in (SourceState.FAILED, SourceState.FINISHED):
@@ -364,6 +380,10 @@ class App:
             signals=self.router.signals,
             alerts_sent=self.dispatcher.delivered,
             sources={h.name: h.state.value for h in self.health.sources.values()},
+        )
+        self.notifier.status(
+            f"running: {sum(h.posts for h in self.health.sources.values())} posts, "
+            f"{self.router.signals} signals, {self.dispatcher.delivered} alerts sent"
         )
 
 
