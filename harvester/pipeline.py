@@ -21,7 +21,7 @@ from harvester.clock import Clock, EventClock
 from harvester.dedup import SeenSet
 from harvester.engine import Engine
 from harvester.engine.rules import CompiledRule
-from harvester.engine.sentiment_pool import SentimentPool
+from harvester.engine.sentiment_pool import SentimentPool, TextFacts
 from harvester.metrics import Metrics
 from harvester.models import Post, Signal
 from harvester.queues import BoundedQueue
@@ -46,7 +46,7 @@ class _Job:
     received: dict[str, int] = field(default_factory=dict)
     # Posts seen before, arriving again (maybe with new engagement): only followed, never recounted.
     again: list[tuple[Envelope, Post, float]] = field(default_factory=list)
-    scores: asyncio.Future[list[float]] | None = None
+    scores: asyncio.Future[list[TextFacts]] | None = None
 
 
 class Processor:
@@ -93,7 +93,7 @@ class Processor:
                 job = self._prepare(batch)
             finally:
                 self.inbox.task_done(len(batch))
-            job.scores = asyncio.ensure_future(self.sentiment.score(job.texts))
+            job.scores = asyncio.ensure_future(self.sentiment.analyse(job.texts))
             await self.jobs.put(job)
 
     def _prepare(self, batch: list[Envelope]) -> _Job:
@@ -137,18 +137,22 @@ class Processor:
                 await self.signals.put(item)
             await self.writer.wait_for_room()
 
-    def _complete(self, job: _Job, scores: list[float]) -> list[tuple[Signal, float]]:
+    def _complete(self, job: _Job, scores: list[TextFacts]) -> list[tuple[Signal, float]]:
         fired: list[tuple[Signal, float]] = []
         records: list[PostRecord] = []
         keep_all, keep_matched = self.store_posts == "all", self.store_posts == "matched"
         observe = self.engine.observe
         hook = self.on_processed
-        next_score = iter(scores).__next__
+        next_facts = iter(scores).__next__
         latest = -1.0
         for envelope, post, matched, now in job.posts:
             self.processed += 1
             latest = now
-            verdict = observe(post, matched, next_score() if matched else None, now)
+            if matched:
+                facts = next_facts()
+                verdict = observe(post, matched, facts[0], now, facts)
+            else:
+                verdict = observe(post, matched, None, now)
             if matched:
                 self.matched += 1
                 for rule in verdict.rules:

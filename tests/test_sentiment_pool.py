@@ -1,4 +1,4 @@
-"""Sentiment scoring in a worker process: same scores, survives a dead worker, dies with its parent."""
+"""Text analysis in a worker process: same scores, survives a dead worker, dies with its parent."""
 
 from __future__ import annotations
 
@@ -11,16 +11,34 @@ from pathlib import Path
 
 from harvester.engine.sentiment import SentimentScorer
 from harvester.engine.sentiment_pool import SentimentPool
+from harvester.engine.simhash import simhash, words
 
 TEXTS = ["I love this, great work", "worst outage ever, refund now", "the sky is blue", ""]
+
+
+async def pool_scores(pool: SentimentPool, texts: list[str]) -> list[float]:
+    return [facts[0] for facts in await pool.analyse(texts)]
+
+
+async def test_the_worker_sends_back_the_words_and_fingerprint_the_engine_would_work_out() -> None:
+    pool = SentimentPool(1)
+    pool.start()
+    try:
+        text = "RT @jo: Acme Air lost my bag AGAIN https://t.co/x #fail"
+        [(score, joined, fingerprint)] = await pool.analyse([text])
+        assert score == SentimentScorer().score(text)
+        assert joined.split() == words(text) == ["rt", "acme", "air", "lost", "my", "bag", "again", "fail"]
+        assert fingerprint == simhash(words(text))
+    finally:
+        pool.close()
 
 
 async def test_worker_scores_equal_inline_scores() -> None:
     pool = SentimentPool(1)
     pool.start()
     try:
-        assert await pool.score(TEXTS) == [SentimentScorer().score(t) for t in TEXTS]
-        assert await pool.score([]) == []
+        assert await pool_scores(pool, TEXTS) == [SentimentScorer().score(t) for t in TEXTS]
+        assert await pool_scores(pool, []) == []
     finally:
         pool.close()
 
@@ -28,7 +46,7 @@ async def test_worker_scores_equal_inline_scores() -> None:
 async def test_inline_when_no_workers() -> None:
     pool = SentimentPool(0)
     pool.start()
-    scores = await pool.score(TEXTS)
+    scores = await pool_scores(pool, TEXTS)
     assert scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
 
 
@@ -36,13 +54,14 @@ async def test_a_killed_worker_costs_no_scores() -> None:
     pool = SentimentPool(1)
     pool.start()
     try:
-        await pool.score(TEXTS)  # the worker is up
+        await pool_scores(pool, TEXTS)  # the worker is up
         assert pool._executor is not None
         for pid in list(pool._executor._processes):
             os.kill(pid, signal.SIGKILL)
-        assert await pool.score(TEXTS) == [SentimentScorer().score(t) for t in TEXTS]
+        assert await pool_scores(pool, TEXTS) == [SentimentScorer().score(t) for t in TEXTS]
         assert pool.rebuilds == 1
-        assert await pool.score(TEXTS[:1]) == [SentimentScorer().score(TEXTS[0])]  # the new worker works
+        # the new worker works
+        assert await pool_scores(pool, TEXTS[:1]) == [SentimentScorer().score(TEXTS[0])]
     finally:
         pool.close()
 
@@ -53,7 +72,7 @@ from harvester.engine.sentiment_pool import SentimentPool
 async def main():
     pool = SentimentPool(1)
     pool.start()
-    await pool.score(["warm up"])
+    await pool.analyse(["warm up"])
     print(*pool._executor._processes, flush=True)
     await asyncio.Event().wait()
 if __name__ == "__main__":  # the spawned worker imports this file too
@@ -92,5 +111,5 @@ async def test_a_pool_that_cannot_start_falls_back_to_inline_for_good() -> None:
     pool.start()
     expected = [SentimentScorer().score(t) for t in TEXTS]
     for _ in range(SentimentPool.MAX_REBUILDS + 3):
-        assert await pool.score(TEXTS) == expected
+        assert await pool_scores(pool, TEXTS) == expected
     assert pool.rebuilds == SentimentPool.MAX_REBUILDS and pool.workers == 0 and pool.in_process

@@ -29,6 +29,7 @@ from harvester.engine.detectors.viral import ViralPostDetector
 from harvester.engine.presets import resolve_settings
 from harvester.engine.rules import CompiledRule, RuleMatcher
 from harvester.engine.sentiment import SentimentScorer
+from harvester.engine.sentiment_pool import TextFacts
 from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
 
@@ -148,15 +149,23 @@ class Engine:
         return self.matcher.match(post)
 
     def observe(
-        self, post: Post, matched: list[CompiledRule], sentiment: float | None, now: float
+        self,
+        post: Post,
+        matched: list[CompiledRule],
+        sentiment: float | None,
+        now: float,
+        facts: TextFacts | None = None,
     ) -> Verdict:
-        """Step two: feed a post (matched and scored, or not matched) to the detectors."""
+        """Step two: feed a post (matched and scored, or not matched) to the detectors. `facts` are
+        what the sentiment worker worked out beside the score (words, fingerprint), if it did."""
         signals: list[Signal] = []
         for watcher in self.stream:
             signals += watcher.observe(now, post, ())
         if not matched:
             return Verdict((), None, tuple(signals))
         obs = Observation(now, post, sentiment)
+        if facts is not None:
+            obs.known(facts[1].split(), facts[2])
         names = tuple(rule.name for rule in matched)
         index = self.near_duplicates
         if index is not None and not self.campaign_rules.isdisjoint(names):

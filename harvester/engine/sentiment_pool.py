@@ -1,9 +1,12 @@
-"""Sentiment scoring in a worker process, so VADER uses the second core of a small VPS.
+"""Text analysis of matched posts in a worker process, so VADER uses the second core of a small VPS.
 
 VADER is pure Python and costs more than everything else the pipeline does per post put together;
 on the event loop's thread it caps throughput at one core. Batches of texts go to a worker process
-(spawned, never forked: the parent has threads) and come back as compound scores in the same order.
-If a worker dies, the batch is scored inline and the pool is rebuilt: no post goes unscored.
+(spawned, never forked: the parent has threads) and come back in the same order as `TextFacts`: the
+compound score, and, since the worker reads the text anyway, the post's words and their SimHash
+fingerprint (tokenizing and fingerprinting cost a tenth of VADER; done here, they cost the event
+loop nothing). If a worker dies, the batch is analysed inline and the pool is rebuilt: no post goes
+unscored.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from harvester.engine.sentiment import SentimentScorer
+from harvester.engine.simhash import simhash, words
 
 log = structlog.get_logger(__name__)
 
@@ -47,10 +51,20 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def score_texts(texts: Sequence[str]) -> list[float]:
-    """Runs in the worker: score a batch of texts."""
+# (VADER compound, the words of `harvester.engine.simhash.words` joined by spaces, their SimHash): a
+# plain tuple with one string, the cheapest thing to send back across the process boundary.
+TextFacts = tuple[float, str, int]
+
+
+def analyse_text(scorer: SentimentScorer, text: str) -> TextFacts:
+    features = words(text)
+    return scorer.score(text), " ".join(features), simhash(features)
+
+
+def analyse_texts(texts: Sequence[str]) -> list[TextFacts]:
+    """Runs in the worker: analyse a batch of texts."""
     scorer = _worker_scorer or SentimentScorer()
-    return [scorer.score(text) for text in texts]
+    return [analyse_text(scorer, text) for text in texts]
 
 
 def default_workers() -> int:
@@ -59,10 +73,10 @@ def default_workers() -> int:
 
 
 class SentimentPool:
-    """Scores batches in worker processes, or inline when there are none or they cannot run.
+    """Analyses batches in worker processes, or inline when there are none or they cannot run.
 
     Any failure of the pool (a worker killed, a process that cannot start) costs no scores: the batch
-    is scored inline. The pool is rebuilt up to `MAX_REBUILDS` times; after that harvester keeps
+    is analysed inline. The pool is rebuilt up to `MAX_REBUILDS` times; after that harvester keeps
     scoring inline rather than spawning processes in a loop.
     """
 
@@ -88,15 +102,15 @@ class SentimentPool:
                 initargs=(self.extra_lexicon,),
             )
 
-    async def score(self, texts: list[str]) -> list[float]:
+    async def analyse(self, texts: list[str]) -> list[TextFacts]:
         if not texts:
             return []
         if self._executor is not None:
             try:
-                return await asyncio.wrap_future(self._executor.submit(score_texts, texts))
+                return await asyncio.wrap_future(self._executor.submit(analyse_texts, texts))
             except (BrokenProcessPool, OSError, RuntimeError) as exc:
                 self._recover(exc)
-        return [self._inline.score(text) for text in texts]
+        return [analyse_text(self._inline, text) for text in texts]
 
     def _recover(self, exc: BaseException) -> None:
         self.close()

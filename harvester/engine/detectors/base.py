@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harvester.engine.normalize import terms as content_terms
+from harvester.engine.simhash import simhash
 from harvester.engine.simhash import words as text_words
 from harvester.models import Post, Signal
 
@@ -36,7 +37,7 @@ class Observation:
     which the engine sets before the rule detectors run.
     """
 
-    __slots__ = ("_terms", "_words", "cluster", "post", "sentiment", "ts")
+    __slots__ = ("_fingerprint", "_terms", "_words", "cluster", "post", "sentiment", "ts")
 
     def __init__(self, ts: float, post: Post, sentiment: float | None, terms: tuple[str, ...] | None = None):
         self.ts = ts  # engine time, epoch seconds
@@ -44,6 +45,7 @@ class Observation:
         self.sentiment = sentiment  # VADER compound, -1..1
         self._terms = terms
         self._words: list[str] | None = None
+        self._fingerprint: int | None = None
         self.cluster: NearDuplicates | None = None
 
     @property
@@ -59,6 +61,18 @@ class Observation:
         if self._words is None:
             self._words = text_words(self.post.text)
         return self._words
+
+    @property
+    def fingerprint(self) -> int:
+        """The SimHash of `words` (see `harvester.engine.simhash`)."""
+        if self._fingerprint is None:
+            self._fingerprint = simhash(self.words)
+        return self._fingerprint
+
+    def known(self, words: list[str], fingerprint: int) -> None:
+        """Take the words and fingerprint worked out elsewhere (the sentiment worker)."""
+        self._words = words
+        self._fingerprint = fingerprint
 
     def found(self, vocabulary: frozenset[str]) -> tuple[str, ...]:
         """The words of `vocabulary` the post contains, each once (crisis terms, say)."""

@@ -43,6 +43,7 @@ _MAX_CAMPAIGNS = 64  # campaigns remembered to keep their other clusters quiet
 _LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
 _EXAMPLE_AUTHORS = 10
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+_TOP_RANK = _LEVELS[-1].rank
 
 
 @dataclass(slots=True)
@@ -221,6 +222,10 @@ class CampaignDetector(RuleDetector):
     def _evaluate(self, cluster: _Cluster, ts: float) -> Signal | None:
         cfg = self.config
         if len(cluster.authors) < cfg.min_accounts or cluster.reaction_wave:
+            return None
+        # A cluster that fired stays quiet through its cooldown, and after it can only escalate:
+        # settle that before counting its accounts (a busy fired cluster gets a post a second).
+        if cluster.fired_rank >= 0 and (ts < cluster.cooldown_until or cluster.fired_rank >= _TOP_RANK):
             return None
         accounts = cluster.accounts_since(ts - cfg.window)
         if len(accounts) < cfg.min_accounts:

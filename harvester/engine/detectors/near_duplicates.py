@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harvester.engine.simhash import BandSplit, is_repost, simhash
+from harvester.engine.simhash import BandSplit, is_repost
 
 if TYPE_CHECKING:
     from harvester.engine.detectors.base import Observation
@@ -81,7 +81,7 @@ class NearDuplicateIndex:
         chars = sum(map(len, features)) + len(features) - 1
         if chars < self.min_chars:
             return None
-        fingerprint = simhash(features)
+        fingerprint = obs.fingerprint
         keys = self.bands.keys(fingerprint)
         cluster = self._nearest(fingerprint, keys)
         if cluster is None:
