@@ -37,6 +37,7 @@ from typing import BinaryIO, Final
 
 from harvester.errors import MalformedPayload
 from harvester.models import Post, cap_text, utc
+from harvester.wire.json_kind import json_kind
 
 FORMATS: Final = ("auto", "jsonl", "csv")
 EXTENSIONS: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -70,7 +71,7 @@ def parse_record(
     if text is None:
         raise MalformedPayload("missing text")
     if not isinstance(text, str):
-        raise MalformedPayload(f"text must be a string, got {_json_kind(text)}")
+        raise MalformedPayload(f"text must be a string, got {json_kind(text)}")
     created_at = _timestamp(record.get("created_at"))
     source = _optional_text(record, "source") or default_source
     return Post(
@@ -107,7 +108,7 @@ def _native_id(value: object) -> str:
     if isinstance(value, float) and math.isfinite(value):
         # 123.0 is how some exporters write the integer id 123.
         return str(int(value)) if value.is_integer() else repr(value)
-    raise MalformedPayload(f"id must be a string or a number, got {_json_kind(value)}")
+    raise MalformedPayload(f"id must be a string or a number, got {json_kind(value)}")
 
 
 def _timestamp(value: object) -> datetime:
@@ -119,7 +120,7 @@ def _timestamp(value: object) -> datetime:
     if isinstance(value, int | float):
         return _from_epoch(value)
     if not isinstance(value, str):
-        raise MalformedPayload(f"created_at must be a date string or epoch seconds, got {_json_kind(value)}")
+        raise MalformedPayload(f"created_at must be a date string or epoch seconds, got {json_kind(value)}")
     text = value.strip()
     if _EPOCH_TEXT.fullmatch(text):
         return _from_epoch(float(text))
@@ -146,7 +147,7 @@ def _optional_text(record: Mapping[str, object], name: str) -> str | None:
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise MalformedPayload(f"{name} must be a string, got {_json_kind(value)}")
+    raise MalformedPayload(f"{name} must be a string, got {json_kind(value)}")
 
 
 def _count(record: Mapping[str, object], name: str) -> int | None:
@@ -178,23 +179,6 @@ def _count_from_text(value: str, name: str) -> int:
     if not number.is_integer():
         raise MalformedPayload(f"{name} must be an integer, got {_preview(value)}")
     return int(number)
-
-
-def _json_kind(value: object) -> str:
-    """The JSON name of a value's type, for messages users read next to their JSON."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _preview(value: object, limit: int = 40) -> str:
@@ -311,7 +295,7 @@ def _jsonl_item(raw: bytes, begin: int, end: int) -> ReplayItem:
     except RecursionError:
         return ReplayItem(cursor, None, "invalid JSON: nested too deeply", where)
     if not isinstance(value, dict):
-        return ReplayItem(cursor, None, f"expected a JSON object, got {_json_kind(value)}", where)
+        return ReplayItem(cursor, None, f"expected a JSON object, got {json_kind(value)}", where)
     return ReplayItem(cursor, value, None, where)
 
 

@@ -28,6 +28,7 @@ from typing import Final
 from harvester.config.rules import RuleConfig
 from harvester.errors import MalformedPayload
 from harvester.models import Post, cap_text, utc
+from harvester.wire.json_kind import json_kind
 
 # What the stream and the search ask for, so a Post can be complete without another request.
 EXPANSIONS: Final = ("author_id", "referenced_tweets.id", "referenced_tweets.id.author_id")
@@ -105,7 +106,7 @@ def tweet_to_post(
 ) -> Post:
     """One v2 tweet object -> `Post`, or `MalformedPayload` naming what is wrong."""
     if not isinstance(tweet, Mapping):
-        raise MalformedPayload(f"tweet must be an object, got {_kind(tweet)}")
+        raise MalformedPayload(f"tweet must be an object, got {json_kind(tweet)}")
     native_id = tweet_id(tweet.get("id"))
     text = _text_of(tweet)
     author_id = tweet.get("author_id")
@@ -151,7 +152,7 @@ def _text_of(tweet: Mapping[str, object]) -> str:
     if text is None:
         raise MalformedPayload("missing text")
     if not isinstance(text, str):
-        raise MalformedPayload(f"text must be a string, got {_kind(text)}")
+        raise MalformedPayload(f"text must be a string, got {json_kind(text)}")
     return text
 
 
@@ -193,7 +194,7 @@ def _created_at(value: object, native_id: str) -> datetime:
             raise MalformedPayload(f"unparsable created_at {_preview(value)}") from None
     if value is None:
         return snowflake_time(native_id)
-    raise MalformedPayload(f"created_at must be a string, got {_kind(value)}")
+    raise MalformedPayload(f"created_at must be a string, got {json_kind(value)}")
 
 
 def _count(metrics: Mapping[str, object], name: str) -> int | None:
@@ -230,7 +231,7 @@ def parse_stream_line(line: bytes, *, source: str, received_at: datetime, max_by
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
         raise MalformedPayload(f"invalid JSON: {str(exc)[:80]}") from None
     if not isinstance(payload, dict):
-        raise MalformedPayload(f"expected a JSON object, got {_kind(payload)}")
+        raise MalformedPayload(f"expected a JSON object, got {json_kind(payload)}")
     errors, disconnect = _errors(payload.get("errors"))
     data = payload.get("data")
     if data is None:
@@ -288,12 +289,12 @@ def parse_search_page(
 ) -> SearchPage:
     """A recent-search response -> `SearchPage`; a page that is not one raises `MalformedPayload`."""
     if not isinstance(payload, Mapping):
-        raise MalformedPayload(f"search response must be an object, got {_kind(payload)}")
+        raise MalformedPayload(f"search response must be an object, got {json_kind(payload)}")
     meta = payload.get("meta")
     meta = meta if isinstance(meta, Mapping) else {}
     data = payload.get("data", [])
     if not isinstance(data, list):
-        raise MalformedPayload(f"search data must be an array, got {_kind(data)}")
+        raise MalformedPayload(f"search data must be an array, got {json_kind(data)}")
     includes = Includes.from_payload(payload.get("includes"))
     posts: list[Post] = []
     malformed: list[str] = []
@@ -456,12 +457,12 @@ def check_limits(
 def parse_rules_response(payload: object) -> list[ActiveRule]:
     """GET /2/tweets/search/stream/rules -> the active rules (no `data` means none)."""
     if not isinstance(payload, Mapping):
-        raise MalformedPayload(f"rules response must be an object, got {_kind(payload)}")
+        raise MalformedPayload(f"rules response must be an object, got {json_kind(payload)}")
     data = payload.get("data", [])
     if data is None:
         return []
     if not isinstance(data, list):
-        raise MalformedPayload(f"rules data must be an array, got {_kind(data)}")
+        raise MalformedPayload(f"rules data must be an array, got {json_kind(data)}")
     out = []
     for item in data:
         if not (isinstance(item, Mapping) and isinstance(item.get("id"), str)):
@@ -521,22 +522,6 @@ def _unique_rules(rules: Sequence[StreamRule]) -> list[StreamRule]:
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _preview(value: object, limit: int = 40) -> str:
