@@ -9,7 +9,6 @@ even when posts are not stored) and the stored posts' sentiment.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from harvester.alerts.notification import decode_group
 from harvester.models import Signal
 from harvester.store.records import OutboxEntry
 
@@ -35,13 +35,13 @@ def iso(ts: float | None) -> str | None:
 
 
 def alert_dict(entry: OutboxEntry) -> dict[str, Any]:
-    """An outbox row for the API and the feed; the payload's message texts, not the raw JSON."""
+    """An outbox row for the API and the feed: its lead signal's rule, kind, severity and summary,
+    how many signals it groups, and the group labels."""
     try:
-        payload = json.loads(entry.payload)
-    except ValueError:
-        payload = {}
-    # A single alert's payload is its signal; a grouped one may wrap it.
-    signal = payload.get("signal", payload) if isinstance(payload, dict) else None
+        signals, labels = decode_group(entry.payload)
+    except (ValueError, KeyError, TypeError):
+        signals, labels = (), {}
+    lead = signals[0] if signals else None
     return {
         "key": entry.key,
         "sink": entry.sink,
@@ -52,10 +52,12 @@ def alert_dict(entry: OutboxEntry) -> dict[str, Any]:
         "delivered_at": iso(entry.delivered_at),
         "last_error": entry.last_error,
         "group": entry.group_key,
-        "rule": signal.get("rule") if isinstance(signal, dict) else None,
-        "kind": signal.get("kind") if isinstance(signal, dict) else None,
-        "severity": signal.get("severity") if isinstance(signal, dict) else None,
-        "summary": signal.get("summary") if isinstance(signal, dict) else None,
+        "labels": labels,
+        "signals": len(signals),
+        "rule": lead.rule if lead else None,
+        "kind": lead.kind if lead else None,
+        "severity": lead.severity.value if lead else None,
+        "summary": lead.summary if lead else None,
     }
 
 
