@@ -88,15 +88,12 @@ class DaemonProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
         self.raw: list[bytes] = []
+        # The command line; a test may wrap it (strace).
+        self.command = [sys.executable, "-m", "harvester", "run", "--config", str(config)]
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "harvester",
-            "run",
-            "--config",
-            str(self.config),
+            *self.command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
