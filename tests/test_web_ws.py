@@ -10,28 +10,55 @@ from typing import Any, cast
 import aiohttp
 
 from harvester.models import Severity, Signal
-from harvester.web.ws import Client, Hub
+from harvester.web.ws import Client, Hub, text_frame
 from tests.web_helpers import config, finished, running, url, wait_until
 
 
-def fake_client(hub: Hub) -> Client:
-    client = Client(cast(Any, None), hub.buffer)  # publish only touches the queue
-    hub.clients.add(client)
-    return client
+class FakeTransport:
+    """A connection whose peer reads `reads` bytes per publish; the rest stays buffered."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+        self.buffered = 0
+        self.frames: list[bytes] = []
+        self.aborted = False
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+        self.buffered = max(0, self.buffered + len(data) - self.reads)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def fake_client(hub: Hub, reads: int) -> FakeTransport:
+    transport = FakeTransport(reads)
+    hub.clients.add(Client(cast(Any, None), transport))
+    return transport
+
+
+def test_text_frames_follow_rfc6455() -> None:
+    assert text_frame("hi") == b"\x81\x02hi"
+    assert text_frame("x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+    assert text_frame("x" * 70_000)[:10] == b"\x81\x7f" + (70_000).to_bytes(8, "big")
 
 
 def test_a_full_buffer_drops_that_client_only_and_counts_it() -> None:
     dropped: list[int] = []
-    hub = Hub(2, on_dropped=lambda: dropped.append(1))
-    slow, fast = fake_client(hub), fake_client(hub)
-    for n in range(2):
-        assert hub.publish({"n": n}) == 0
-        fast.queue.get_nowait()  # the fast client keeps up
-    assert hub.publish({"n": 2}) == 1  # slow has 2 unread: the third does not fit
-    assert slow.dropped and slow not in hub.clients and fast in hub.clients
-    assert (hub.dropped, len(dropped)) == (1, 1)
-    assert fast.queue.get_nowait() == '{"n":2}'
-    assert hub.publish({"n": 3}) == 0 and fast.queue.qsize() == 1  # the others carry on
+    hub = Hub(100, on_dropped=lambda: dropped.append(1))
+    slow, fast = fake_client(hub, reads=0), fake_client(hub, reads=10_000)
+    message = {"pad": "x" * 30}  # about 40 bytes framed: the slow client overflows 100 on the third
+    assert [hub.publish(message) for _ in range(4)] == [0, 0, 1, 0]
+    assert slow.aborted and len(slow.frames) == 3  # dropped at once, not written to again
+    assert not fast.aborted and len(fast.frames) == 4  # the others carry on
+    assert (hub.dropped, len(dropped), len(hub.clients)) == (1, 1, 1)
+    assert fast.frames[0] == text_frame('{"pad":"' + "x" * 30 + '"}')
 
 
 def a_signal(rule: str) -> Signal:

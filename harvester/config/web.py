@@ -32,8 +32,9 @@ class WebConfig(Strict):
     open_healthz: bool = True
     # How often the live feed looks for new signals and alerts and pushes per-rule counters.
     push_interval: Duration = Field(default=1.0, gt=0)
-    # Messages queued per WebSocket client; a client this far behind is disconnected (and counted).
-    ws_buffer: PositiveInt = 256
+    # Unsent bytes allowed per WebSocket client (about 200 counter messages); a client further behind
+    # is disconnected and counted (harvester_ws_clients_dropped_total). The dashboard reconnects.
+    ws_buffer_bytes: PositiveInt = 256 * 1024
     # Sparkline length the dashboard is sent on connect: this many push intervals of per-rule counters.
     history: PositiveInt = 120
     # /health says "degraded" when a connected source has sent nothing for this long.

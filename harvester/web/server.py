@@ -42,7 +42,7 @@ class WebServer:
         m = app.metrics
         self.view = DaemonView(app)
         self.hub = Hub(
-            self.config.ws_buffer,
+            self.config.ws_buffer_bytes,
             on_message=m.ws_messages.inc,
             on_dropped=m.ws_dropped.inc,
             on_clients=m.ws_clients.set,

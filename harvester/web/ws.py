@@ -1,7 +1,13 @@
-"""The WebSocket fan-out: every message is encoded once and queued to each client's bounded buffer.
+"""The WebSocket fan-out: every message is framed once and written to each client's connection.
 
-A client whose buffer is full is disconnected and counted instead of being waited for, so one slow
-reader (a laptop on bad Wi-Fi, a stopped tab) never delays the others or grows the daemon's memory.
+Per message the hub builds one WebSocket text frame and hands the same bytes to every client's
+transport: no per-client task wake-up, JSON encoding or framing, which is what lets one event loop
+feed a thousand dashboards. The transport's write buffer is the client's bounded buffer: a client
+whose unsent bytes exceed `buffer_bytes` is disconnected and counted, instead of being waited for, so
+one slow reader (bad Wi-Fi, a stopped laptop) never delays the others or grows the daemon's memory.
+
+Frames are written between aiohttp's own (pings, close), never inside one: both write whole frames
+synchronously, so they cannot interleave. Compression is off, so every frame is a plain text frame.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -17,29 +24,39 @@ from aiohttp import WSCloseCode, web
 
 log = structlog.get_logger(__name__)
 
-# A close code from the private range (4000-4999): the dashboard tells "too slow" from other closes.
-CLOSE_TOO_SLOW = 4008
+
+def text_frame(text: str) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2): servers never mask."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
 
 class Client:
-    __slots__ = ("dropped", "queue", "ws")
+    __slots__ = ("dropped", "transport", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse, buffer: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str] = asyncio.Queue(buffer)
+        self.transport = transport
         self.dropped = False
 
 
 class Hub:
     def __init__(
         self,
-        buffer: int,
+        buffer_bytes: int,
         *,
         on_message: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[], None] = lambda: None,
         on_clients: Callable[[int], None] = lambda n: None,
     ) -> None:
-        self.buffer = buffer
+        self.buffer_bytes = buffer_bytes
         self.clients: set[Client] = set()
         self.dropped = 0
         self.sent = 0
@@ -48,69 +65,61 @@ class Hub:
         self._on_clients = on_clients
 
     def publish(self, message: dict[str, Any]) -> int:
-        """Queue `message` to every client; returns how many clients were dropped for being too slow."""
-        text = json.dumps(message, separators=(",", ":"), default=str)
+        """Send `message` to every client; returns how many clients were dropped for being too slow."""
+        frame = text_frame(json.dumps(message, separators=(",", ":"), default=str))
         dropped = 0
+        sent = 0
         for client in list(self.clients):
-            try:
-                client.queue.put_nowait(text)
-            except asyncio.QueueFull:
+            transport = client.transport
+            if transport.is_closing():
+                self._forget(client)
+                continue
+            transport.write(frame)
+            sent += 1
+            if transport.get_write_buffer_size() > self.buffer_bytes:
                 self._drop(client)
                 dropped += 1
-        self.sent += len(self.clients)
-        self._on_message(len(self.clients))
+        self.sent += sent
+        self._on_message(sent)
         return dropped
+
+    def _forget(self, client: Client) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            self._on_clients(len(self.clients))
 
     def _drop(self, client: Client) -> None:
         client.dropped = True
-        self.clients.discard(client)
+        self._forget(client)
         self.dropped += 1
         self._on_dropped()
-        self._on_clients(len(self.clients))
-        # The sender task notices the close; closing here would await a peer that is not reading.
-        client.queue = asyncio.Queue(1)
-        client.queue.put_nowait("")
+        # Abort: a polite close frame would queue behind the very backlog that got it dropped.
+        client.transport.abort()
+        log.info("websocket client dropped: too slow", buffered_bytes_over=self.buffer_bytes)
 
     async def serve(
-        self, request: web.Request, hello: Callable[[], Any] | None = None
+        self, request: web.Request, hello: Callable[[], Awaitable[dict[str, Any]]] | None = None
     ) -> web.WebSocketResponse:
         """Handle one WebSocket: send `hello()` (if given) first, then everything published."""
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
         await ws.prepare(request)
-        client = Client(ws, self.buffer)
         if hello is not None:
-            first = await hello()
-            await ws.send_str(json.dumps(first, separators=(",", ":"), default=str))
+            await ws.send_str(json.dumps(await hello(), separators=(",", ":"), default=str))
+        transport = request.transport
+        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+            return ws
+        client = Client(ws, transport)
         self.clients.add(client)
         self._on_clients(len(self.clients))
-        sender = asyncio.create_task(self._send(client), name="ws:send")
         try:
             async for _ in ws:  # clients only listen; reading keeps pings and the close handshake going
                 pass
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-            if client in self.clients:
-                self.clients.discard(client)
-                self._on_clients(len(self.clients))
-            if not ws.closed:
-                code = CLOSE_TOO_SLOW if client.dropped else WSCloseCode.GOING_AWAY
+            self._forget(client)
+            if not ws.closed and not client.dropped:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(code=code, message=b"too slow"), 1.0)
+                    await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY), 1.0)
         return ws
-
-    async def _send(self, client: Client) -> None:
-        ws = client.ws
-        try:
-            while True:
-                text = await client.queue.get()
-                if client.dropped:
-                    await asyncio.wait_for(ws.close(code=CLOSE_TOO_SLOW, message=b"too slow"), 1.0)
-                    return
-                await ws.send_str(text)
-        except (ConnectionError, TimeoutError, RuntimeError) as exc:
-            log.debug("websocket client gone", error=str(exc))
 
     async def close_all(self) -> None:
         clients = list(self.clients)
