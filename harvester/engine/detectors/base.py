@@ -10,8 +10,10 @@ example posts) need not survive.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harvester.engine.normalize import terms as content_terms
@@ -27,6 +29,38 @@ if TYPE_CHECKING:
 MIN_COOLDOWN_S = 30.0
 
 
+class Throttle:
+    """Judge a busy window at most every `every` posts or `seconds` of time, whichever comes first.
+
+    Detectors that judge several suffixes of their window after a post would spend most of a busy
+    rule's time re-judging a window one post different from the last; a quiet rule (fewer than
+    `every` posts a second) is still judged on every post, and a busy one within a second.
+    """
+
+    __slots__ = ("every", "pending", "seconds", "until")
+
+    def __init__(self, every: int = 8, seconds: float = 1.0) -> None:
+        self.every = every
+        self.seconds = seconds
+        self.pending = 0
+        self.until = -math.inf
+
+    def due(self, ts: float) -> bool:
+        self.pending += 1
+        if self.pending < self.every and ts < self.until:
+            return False
+        self.pending = 0
+        self.until = ts + self.seconds
+        return True
+
+
+@lru_cache(maxsize=256)
+def shared_vocabulary(vocabulary: frozenset[str]) -> frozenset[str]:
+    """One instance per distinct vocabulary, so that `Observation.found` can cache by identity the
+    words every rule with the same (default) crisis terms asks for."""
+    return vocabulary
+
+
 class Observation:
     """One matched post as a rule detector sees it, shared by every rule the post matched.
 
@@ -37,7 +71,17 @@ class Observation:
     which the engine sets before the rule detectors run.
     """
 
-    __slots__ = ("_fingerprint", "_terms", "_words", "cluster", "post", "sentiment", "ts")
+    __slots__ = (
+        "_fingerprint",
+        "_found",
+        "_terms",
+        "_vocabulary",
+        "_words",
+        "cluster",
+        "post",
+        "sentiment",
+        "ts",
+    )
 
     def __init__(self, ts: float, post: Post, sentiment: float | None, terms: tuple[str, ...] | None = None):
         self.ts = ts  # engine time, epoch seconds
@@ -46,6 +90,8 @@ class Observation:
         self._terms = terms
         self._words: list[str] | None = None
         self._fingerprint: int | None = None
+        self._vocabulary: frozenset[str] | None = None
+        self._found: tuple[str, ...] = ()
         self.cluster: NearDuplicates | None = None
 
     @property
@@ -75,10 +121,16 @@ class Observation:
         self._fingerprint = fingerprint
 
     def found(self, vocabulary: frozenset[str]) -> tuple[str, ...]:
-        """The words of `vocabulary` the post contains, each once (crisis terms, say)."""
+        """The words of `vocabulary` the post contains, each once (crisis terms, say). The last
+        answer is kept for the next rule asking with the same (`shared_vocabulary`) instance."""
+        if vocabulary is self._vocabulary:
+            return self._found
         if self._terms is not None:  # given its terms (a test, a tool): those are the post's words
-            return tuple(term for term in self._terms if term in vocabulary)
-        return tuple(vocabulary.intersection(self.words))
+            hits = tuple(term for term in self._terms if term in vocabulary)
+        else:
+            hits = tuple(vocabulary.intersection(self.words))
+        self._vocabulary, self._found = vocabulary, hits
+        return hits
 
 
 def at(ts: float) -> datetime:

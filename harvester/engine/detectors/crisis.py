@@ -14,8 +14,9 @@ and crisis-term share >= `min_crisis_share`. Judging the whole quarter-hour at o
 calm before the surge dilute it: a 10x crisis needs nearly two minutes to outweigh fifteen calm
 ones, and even from the spike's own window start (4-5 minutes back) about forty seconds; its
 newest buckets show it at once. The condition is checked when a post arrives, when a spike is
-noted and when buckets close; the signal reports the longest suffix that meets it (the crisis as
-far back as it is visible). After a signal the cooldown holds. With no spike remembered, a post
+noted and when buckets close, and after posts (every 8th post or second, whichever comes first: see
+`Throttle`); the signal reports the longest suffix that meets it (the crisis as far back as it is
+visible). After a signal the cooldown holds. With no spike remembered, a post
 costs a few counter updates and no check.
 """
 
@@ -26,7 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from harvester.config.detectors import CrisisConfig
-from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.detectors.base import (
+    MIN_COOLDOWN_S,
+    Observation,
+    RuleDetector,
+    Throttle,
+    at,
+    shared_vocabulary,
+)
 from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow
 from harvester.models import Severity, Signal
@@ -83,7 +91,8 @@ class CrisisDetector(RuleDetector):
         self.config = config
         self.examples = examples
         self.cooldown = max(config.cooldown, MIN_COOLDOWN_S)
-        self.crisis_terms = frozenset(term.lower() for term in config.crisis_terms)
+        self.crisis_terms = shared_vocabulary(frozenset(term.lower() for term in config.crisis_terms))
+        self.throttle = Throttle()
         self.width = config.within / WINDOW_BUCKETS
         self.spike: _Spike | None = None
         self.cooldown_until = -math.inf
@@ -159,7 +168,7 @@ class CrisisDetector(RuleDetector):
             return []
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
-        return self._check(ts)
+        return self._check(ts) if self.throttle.due(ts) else []
 
     def note_signal(self, signal: Signal) -> list[Signal]:
         """Another detector's signal for this rule; a volume spike arms the composite."""

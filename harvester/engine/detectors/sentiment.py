@@ -22,7 +22,7 @@ by `min_shift`; judged on the buckets it occupies, it shows within seconds. Of t
 pass, the signal reports the one with the largest shift, the view least diluted by the calm before.
 
 `threshold` is what one look at one sample would need. The detector looks at several suffixes after
-every post, and a growing sample watched post by post crosses a fixed boundary far more often than
+every post (a busy rule's every 8th post or second, whichever comes first: see `Throttle`), and a growing sample watched post by post crosses a fixed boundary far more often than
 one look does: on simulated VADER-like traffic at 0.2-2 posts/s, z >= 4 on every look gave about
 0.2 false alarms a day. So the z required is Bonferroni-corrected for the looks a window gets (the
 suffixes times `SEQUENTIAL_LOOKS`): 4.0 becomes 4.7 with the defaults, about 0.02 false alarms a day
@@ -43,7 +43,7 @@ from statistics import NormalDist
 from typing import Any, Final
 
 from harvester.config.detectors import SentimentShiftConfig
-from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, Throttle, at
 from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline
 from harvester.models import Severity, Signal
@@ -132,6 +132,7 @@ class SentimentShiftDetector(RuleDetector):
         self.cooldown_until: dict[str, float] = {DROP: -math.inf, SURGE: -math.inf}
         # (id, severity) of the signal that started or last escalated the current cooldown, per kind.
         self.last_signal: dict[str, tuple[str, Severity] | None] = {DROP: None, SURGE: None}
+        self.throttle = Throttle()
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -239,7 +240,7 @@ class SentimentShiftDetector(RuleDetector):
             bucket.positive.add(obs, self.examples)
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
-        return self._evaluate(obs.ts) if self.warmed_up else []
+        return self._evaluate(obs.ts) if self.warmed_up and self.throttle.due(obs.ts) else []
 
     # -- the test ----------------------------------------------------------------------------------
 
