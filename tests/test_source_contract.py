@@ -321,11 +321,12 @@ FACTORIES: dict[str, type[Harness]] = {
 
 
 def server_connections(runner: Any) -> list[str]:
-    """The HTTP connections an aiohttp fake still has open, as its server sees them (keep-alive ones
-    included: a client that closed its session has closed them all)."""
+    """The HTTP connections an aiohttp fake still has open, as its server sees them, keep-alive ones
+    included (a client that closed its session has closed them all). The fakes keep their AppRunner
+    private and expose no such count, so it is read from there."""
     server = getattr(runner, "server", None)
-    return [f"http {handler.transport and handler.transport.get_extra_info('peername')}"
-            for handler in (server.connections if server is not None else [])]
+    handlers = server.connections if server is not None else []
+    return [f"http from {h.transport.get_extra_info('peername') if h.transport else '?'}" for h in handlers]
 
 
 # -- running a source --------------------------------------------------------------------------------
@@ -358,9 +359,9 @@ def launch(h: Harness, *, cursor: str | None = None, block_after: int | None = N
     return run
 
 
-async def feed(h: Harness, count: int, *, cursor: str | None = None, block_after: int | None = None) -> (
-    tuple[Run, list[str] | None]
-):
+async def feed(
+    h: Harness, count: int, *, cursor: str | None = None, block_after: int | None = None
+) -> tuple[Run, list[str] | None]:
     """Start a run that gets `count` new posts: a bounded source's input is written before it starts;
     an unbounded one is started, waited for until it listens, then the platform publishes."""
     if h.bounded:
@@ -513,7 +514,7 @@ async def assert_stopped_cleanly(h: Harness, run: Run) -> None:
     if not h.bounded:
         assert run.health.state is SourceState.STOPPED
     alive = await nothing_left_running(run)
-    assert not alive, f"{h.type}: still running after cancel: {alive}"
+    assert not alive, f"{h.type}: still running after cancel: {alive}; open: {h.open_connections()}"
     assert not h.open_connections(), f"{h.type}: the fake still holds {h.open_connections()}"
 
 
