@@ -540,10 +540,7 @@ async def test_cancel_while_the_inbox_is_full_stops_and_leaves_nothing_open(harn
 
 # Real defects the contract found; strict, so a fix turns the case into a failure until the mark goes.
 DEFECTS: dict[str, dict[str, str]] = {
-    "client_task_left": {
-        "discord": "DiscordSource._close leaves discord.py's ConnectionState._delay_ready task (started at "
-        "READY, waiting guild_ready_timeout=2 s for GUILD_CREATEs) pending after the source's task ended",
-    },
+    "client_task_left": {},
 }
 
 

@@ -289,6 +289,13 @@ class _Run:
             log.debug("discord client close failed", source=self.ctx.name, error=repr(exc))
         finally:
             await self.client.http.close()
+            # discord.py waits up to guild_ready_timeout after READY for more guilds in a task of
+            # its own that close() leaves running; a source stopped right after connecting would
+            # otherwise leave it behind for two seconds.
+            ready = getattr(self.client._connection, "_ready_task", None)
+            if ready is not None and not ready.done():
+                ready.cancel()
+                await asyncio.gather(ready, return_exceptions=True)
 
     async def _login(self) -> None:
         token = self.settings.token.get_secret_value()
