@@ -141,3 +141,108 @@ class DaemonProcess:
 
     def output(self) -> str:
         return b"".join(self.raw).decode(errors="replace")
+
+
+def synthetic_replay_file(
+    path: Path, posts: int, *, rate: float = 25.0, seed: int = 42, every: float = 60
+) -> list[str]:
+    """Write `posts` synthetic posts (everyday chatter plus brand crises every minute of event time) as
+    a replay JSONL file; return their ids in file order. A crisis starts every `every` seconds."""
+    from datetime import UTC, datetime
+
+    from harvester.sources.synthetic import SyntheticScenarios
+    from harvester.sources.synthetic_text import DEFAULT_START, StreamGenerator
+
+    plan = SyntheticScenarios(first_after=40, every=every, duration=every / 2, kinds=["brand_crisis"]).plan()
+    stream = StreamGenerator(seed=seed, source="rp", rate=rate, origin=DEFAULT_START.timestamp(), plan=plan)
+    ts = DEFAULT_START.timestamp()
+    ids = []
+    with path.open("w", encoding="utf-8") as out:
+        for seq in range(1, posts + 1):
+            when = datetime.fromtimestamp(ts, UTC)
+            post = stream.post(seq, ts, when, when)
+            record = {
+                "id": post.native_id,
+                "text": post.text,
+                "author": post.author,
+                "created_at": ts,
+                "likes": post.likes,
+                "followers": post.followers,
+            }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            ids.append(post.native_id)
+            ts += 1.0 / stream.rate_at(ts)
+    return ids
+
+
+class Zygote:
+    """tests/issue9_zygote.py: forks warm `harvester run` daemons (see its docstring for why)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("issue9_zygote.py")),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=self.env,
+            cwd=REPO,
+        )
+
+    async def _ask(self, line: str, within: float = 60) -> str:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+        async with asyncio.timeout(within):
+            answer = await self.proc.stdout.readline()
+        if not answer:
+            raise AssertionError("the zygote exited")
+        return answer.decode().strip()
+
+    async def run(self, config: Path, logfile: Path) -> int:
+        answer = await self._ask(f"run {config} {logfile}")
+        assert answer.startswith("pid "), answer
+        return int(answer.split()[1])
+
+    async def wait(self, pid: int, within: float = 60) -> int:
+        answer = await self._ask(f"wait {pid}", within)
+        assert answer.startswith("exit "), answer
+        return int(answer.split()[1])
+
+    async def close(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"quit\n")
+        await self.proc.stdin.drain()
+        self.proc.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def wait_for_log_line(
+    logfile: Path, predicate: Callable[[dict[str, Any]], bool], within: float
+) -> dict[str, Any]:
+    """Follow a daemon's log file until a line matches (a file: the zygote's children write to one)."""
+    offset = 0
+    pending = b""
+    async with asyncio.timeout(within):
+        while True:
+            with logfile.open("rb") as log:
+                log.seek(offset)
+                chunk = log.read()
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = parse_line(raw)
+                if predicate(line):
+                    return line
+            await asyncio.sleep(0.05)  # a file has no readiness to wait on; bounded by `within`
