@@ -97,7 +97,7 @@ class SoakRun:
         ]
 
 
-def soak_config(state_dir: Path, posts: int, store_posts: str, seed: int) -> Config:
+def soak_config(state_dir: Path, posts: int, store_posts: str, seed: int, rate: float = 2000) -> Config:
     return Config(
         state_dir=state_dir,
         log=LogConfig(level="warning"),
@@ -107,7 +107,7 @@ def soak_config(state_dir: Path, posts: int, store_posts: str, seed: int) -> Con
         sources=[
             SyntheticConfig(
                 name="soak",
-                rate=2000,
+                rate=rate,
                 seed=seed,
                 pace="max",
                 limit=posts,
@@ -120,38 +120,28 @@ def soak_config(state_dir: Path, posts: int, store_posts: str, seed: int) -> Con
     )
 
 
-async def _sampler(app: App, run: SoakRun, started: float) -> None:
-    """Every `run.interval` posts, one sample and one printed line (checked ten times a second)."""
-    next_at = run.interval
-    while True:
-        await asyncio.sleep(0.1)
-        processed = app.processor.processed if app.processor is not None else 0
-        if processed >= next_at:
+def run_soak(
+    posts: int, interval: int, store_posts: str, seed: int, state_dir: Path, *, rate: float = 2000
+) -> SoakRun:
+    configure_logging("warning", "console", stream=sys.stderr)
+    run = SoakRun(posts, interval)
+    config = soak_config(state_dir, posts, store_posts, seed, rate)
+    started = time.perf_counter()
+    processed = 0
+
+    def on_processed(_enqueued: float, _signalled: bool) -> None:
+        # Exactly every `interval` posts, from inside the pipeline (the last post included).
+        nonlocal processed
+        processed += 1
+        if processed % interval == 0 or processed == posts:
             sample = Sample(processed, time.perf_counter() - started, rss_bytes(), children_rss_bytes())
             run.samples.append(sample)
             print(run.line(sample), flush=True)
-            next_at = (processed // run.interval + 1) * run.interval
 
-
-def run_soak(posts: int, interval: int, store_posts: str, seed: int, state_dir: Path) -> SoakRun:
-    configure_logging("warning", "console", stream=sys.stderr)
-    run = SoakRun(posts, interval)
-    config = soak_config(state_dir, posts, store_posts, seed)
-    app = App(LoadedConfig(config, None), exit_when_sources_finish=True)
-
-    async def main() -> None:
-        started = time.perf_counter()
-        app.hooks = Hooks()
-        sampler = asyncio.create_task(_sampler(app, run, started))
-        try:
-            await app.run()
-        finally:
-            sampler.cancel()
-        # No sample after the run: the sentiment workers are gone by then and the store is closed.
-        processed = app.processor.processed if app.processor is not None else 0
-        print(f"done: {processed:,} posts in {time.perf_counter() - started:.1f} s", flush=True)
-
-    asyncio.run(main())
+    hooks = Hooks(on_processed=on_processed)
+    app = App(LoadedConfig(config, None), hooks=hooks, exit_when_sources_finish=True)
+    asyncio.run(app.run())
+    print(f"done: {processed:,} posts in {time.perf_counter() - started:.1f} s", flush=True)
     return run
 
 
@@ -161,12 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, default=None, help="posts between samples (default posts/50)")
     parser.add_argument("--store", choices=["all", "matched", "none"], default="all", help="store.posts")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2000,
+        help="posts per second of the stream's own (event) time, default 2000; posts are pushed as fast "
+        "as the pipeline takes them whatever the rate, but windows (10 min for campaigns) hold "
+        "rate x window posts, so the rate sets how much state a full window holds",
+    )
     parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary directory")
     args = parser.parse_args(argv)
     interval = args.interval or max(1000, args.posts // 50)
-    print(f"soak: {args.posts:,} synthetic posts, store.posts={args.store}, a sample every {interval:,}")
+    print(
+        f"soak: {args.posts:,} synthetic posts at {args.rate:g}/s of event time, store.posts={args.store}, "
+        f"a sample every {interval:,}"
+    )
     with tempfile.TemporaryDirectory(prefix="harvester-soak-") as tmp:
-        run = run_soak(args.posts, interval, args.store, args.seed, args.state_dir or Path(tmp))
+        state_dir = args.state_dir or Path(tmp)
+        run = run_soak(args.posts, interval, args.store, args.seed, state_dir, rate=args.rate)
     for line in run.summary():
         print(line)
     return 0
