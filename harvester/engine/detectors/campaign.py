@@ -3,11 +3,11 @@
 The clustering itself is shared by every rule (`near_duplicates`: SimHash fingerprints, clusters as
 balls around a seed, found through LSH bands). This detector counts, per cluster its rule's posts
 fall in, the distinct accounts that posted there during the last `window` seconds, and fires once
-they reach `min_accounts`. A cluster of one post (nearly every post) costs it nothing; it keeps a view
-only of clusters that grew, at most `max_clusters` of them, each remembering at most `_MAX_AUTHORS`
-accounts, so memory per rule is bounded whatever the traffic. A rule with a stricter `max_distance`
-or a longer `min_chars` than the others skips the posts of a shared cluster that are too far from its
-seed or too short.
+they reach `min_accounts`. A cluster with fewer posts than that (nearly every one) costs it nothing;
+it keeps a view only of clusters that grew that far, at most `max_clusters` of them, each
+remembering at most `_MAX_AUTHORS` accounts, so memory per rule is bounded whatever the traffic. A
+rule with a stricter `max_distance` or a longer `min_chars` than the others skips the posts of a
+shared cluster that are too far from its seed or too short.
 
 What is not a campaign:
 - reposts ("RT @user: ..."): many accounts repeating one post is that post going viral, which the
@@ -44,6 +44,7 @@ _LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
 _EXAMPLE_AUTHORS = 10
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 _TOP_RANK = _LEVELS[-1].rank
+_MIN_RECENT = 64  # latest posts a shared cluster keeps for rules that start counting late
 
 
 @dataclass(slots=True)
@@ -158,19 +159,22 @@ class CampaignDetector(RuleDetector):
         if self.own_index is not None:
             obs.cluster = self.own_index.place(obs, (self.rule,))
         shared = obs.cluster
-        if shared is None or shared.posts < 2:
-            return signals  # alone, as nearly every post is: nothing to count yet
+        if shared is None:
+            return signals
         cfg, ts = self.config, obs.ts
-        if (
+        cluster = self.clusters.get(shared.seed)
+        if cluster is None:
+            if shared.posts < cfg.min_accounts:
+                return signals  # fewer posts than accounts needed, as for nearly every post: nothing to do
+            cluster = self._open(shared, ts)  # counts this post too, with the cluster's recent ones
+        elif (
             ts < self.now - cfg.window
             or shared.chars < cfg.min_chars
             or (shared.fingerprint ^ shared.seed).bit_count() > cfg.max_distance
         ):
             return signals
-        cluster = self.clusters.get(shared.seed)
-        if cluster is None:
-            cluster = self._open(shared, ts)
-        cluster.add(obs.post, ts, self.examples)
+        else:
+            cluster.add(obs.post, ts, self.examples)
         cluster.forget_before(self.now - cfg.window)
         if cluster.campaign is not None and cluster.campaign in self.campaigns:
             self.campaigns[cluster.campaign].enlist((obs.post.author,))
@@ -181,17 +185,23 @@ class CampaignDetector(RuleDetector):
         return signals
 
     def _open(self, shared: NearDuplicates, ts: float) -> _Cluster:
-        """This rule's view of a shared cluster that just grew past one post of any rule."""
+        """This rule's view of a shared cluster that now holds enough posts to matter: the rule's
+        own posts among its recent ones (the newest is the post being observed)."""
+        cfg = self.config
         cluster = _Cluster(shared.seed, shared.text, ts, ts)
-        opener = shared.opener
-        if (
-            opener is not None
-            and self.rule in shared.opener_rules
-            and shared.opener_chars >= self.config.min_chars
-            and opener.ts >= self.now - self.config.window
-        ):
-            cluster.first_seen = opener.ts
-            cluster.add(opener.post, opener.ts, self.examples)
+        cutoff = self.now - cfg.window
+        mine = [
+            placed
+            for placed in shared.recent
+            if self.rule in placed.rules
+            and placed.chars >= cfg.min_chars
+            and placed.obs.ts >= cutoff
+            and (placed.fingerprint ^ shared.seed).bit_count() <= cfg.max_distance
+        ]
+        if mine:
+            cluster.first_seen = min(placed.obs.ts for placed in mine)
+        for placed in mine:
+            cluster.add(placed.obs.post, placed.obs.ts, self.examples)
         self.clusters[cluster.seed] = cluster
         if len(self.clusters) > self.config.max_clusters:
             self._remove(next(iter(self.clusters.values())))
@@ -384,4 +394,6 @@ def index_for(configs: Iterable[CampaignConfig]) -> NearDuplicateIndex:
         min_chars=min(c.min_chars for c in configs),
         window=max(c.window for c in configs),
         max_clusters=max(c.max_clusters for c in configs),
+        # enough of a cluster's latest posts for the rule that needs the most accounts to count them
+        recent=max(_MIN_RECENT, 2 * max(c.min_accounts for c in configs)),
     )

@@ -3,8 +3,10 @@
 Fingerprinting a post and looking up its neighbours costs about a tenth of VADER; doing it once per
 rule a post matched made the campaign detector the costliest part of the engine with many rules.
 So the engine places each matched post here once, and a rule's campaign detector only counts the
-accounts of the clusters its posts fall in. Nearly every post opens a cluster of its own and stays
-alone, and for those a rule does nothing at all (`posts == 1`).
+accounts of the clusters its posts fall in, and only once a cluster holds as many posts (of any
+rule) as the rule needs accounts: nearly every post opens a cluster of its own and stays alone or
+nearly so, and for those a rule does nothing at all. A cluster keeps its latest posts (`recent`) so
+that a rule joining late counts the ones that were its own.
 
 Each post is reduced to its words (no URLs, @mentions, punctuation or emoji) and fingerprinted with
 a 64-bit SimHash (`harvester.engine.simhash`). A post joins the nearest live cluster whose *seed*
@@ -25,9 +27,9 @@ viral (the viral detector's business), the second too alike by chance ("gm", "lo
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harvester.engine.simhash import BandSplit, is_repost
 
@@ -36,6 +38,13 @@ if TYPE_CHECKING:
 
 _MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
 TEXT_CHARS = 280  # of the representative text kept for the alert
+
+
+class Placed(NamedTuple):
+    obs: Observation
+    rules: tuple[str, ...]
+    chars: int
+    fingerprint: int
 
 
 @dataclass(slots=True)
@@ -48,18 +57,20 @@ class NearDuplicates:
     last_seen: float
     posts: int = 0
     members: list[int] = field(default_factory=list)
-    # The post that opened it and the rules it matched: a rule first sees a cluster when it grows
-    # past one post, and then counts the opener too if it was one of its own.
-    opener: Observation | None = None
-    opener_rules: tuple[str, ...] = ()
-    opener_chars: int = 0
+    # Its latest posts with the rules each matched, their length and fingerprint: a rule only looks
+    # at a cluster once it holds as many posts as the rule needs accounts, and then counts its own
+    # posts among these.
+    recent: deque[Placed] = field(default_factory=deque)
     # The newest placed post's fingerprint and length, for rules with stricter settings.
     fingerprint: int = 0
     chars: int = 0
 
 
 class NearDuplicateIndex:
-    def __init__(self, *, max_distance: int, min_chars: int, window: float, max_clusters: int) -> None:
+    def __init__(
+        self, *, max_distance: int, min_chars: int, window: float, max_clusters: int, recent: int = 64
+    ) -> None:
+        self.recent = recent
         self.max_distance = max_distance
         self.min_chars = min_chars
         self.window = window
@@ -86,7 +97,7 @@ class NearDuplicateIndex:
         cluster = self._nearest(fingerprint, keys)
         if cluster is None:
             cluster = NearDuplicates(
-                fingerprint, text[:TEXT_CHARS], ts, ts, opener=obs, opener_rules=rules, opener_chars=chars
+                fingerprint, text[:TEXT_CHARS], ts, ts, recent=deque(maxlen=self.recent)
             )
             self.clusters[fingerprint] = cluster
             self._index(cluster, fingerprint, keys)
@@ -100,6 +111,7 @@ class NearDuplicateIndex:
         cluster.posts += 1
         cluster.fingerprint = fingerprint
         cluster.chars = chars
+        cluster.recent.append(Placed(obs, rules, chars, fingerprint))
         return cluster
 
     def expire(self, ts: float) -> None:
@@ -179,7 +191,9 @@ class NearDuplicateIndex:
         self.buckets.clear()
         self.seed_of.clear()
         for seed, text, first, last, posts, members in state.get("clusters", []):
-            cluster = NearDuplicates(int(seed), str(text), float(first), float(last), int(posts))
+            cluster = NearDuplicates(
+                int(seed), str(text), float(first), float(last), int(posts), recent=deque(maxlen=self.recent)
+            )
             self.clusters[cluster.seed] = cluster
             for member in map(int, members):
                 if member not in self.seed_of:

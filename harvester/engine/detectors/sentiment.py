@@ -22,11 +22,12 @@ by `min_shift`; judged on the buckets it occupies, it shows within seconds. Of t
 pass, the signal reports the one with the largest shift, the view least diluted by the calm before.
 
 `threshold` is what one look at one sample would need. The detector looks at several suffixes after
-every post (a busy rule's every 8th post or second, whichever comes first: see `Throttle`), and a growing sample watched post by post crosses a fixed boundary far more often than
-one look does: on simulated VADER-like traffic at 0.2-2 posts/s, z >= 4 on every look gave about
-0.2 false alarms a day. So the z required is Bonferroni-corrected for the looks a window gets (the
-suffixes times `SEQUENTIAL_LOOKS`): 4.0 becomes 4.7 with the defaults, about 0.02 false alarms a day
-on the same traffic, for a few seconds more delay.
+every post (a busy rule's every 8th post or second, whichever comes first: see `Throttle`), and a
+growing sample watched post by post crosses a fixed boundary far more often than one look does: on
+simulated VADER-like traffic at 0.2-2 posts/s, z >= 4 on every look gave about 0.2 false alarms a
+day. So the z required is Bonferroni-corrected for the looks a window gets (the suffixes times
+`SEQUENTIAL_LOOKS`): 4.0 becomes 4.7 with the defaults, about 0.02 false alarms a day on the same
+traffic, for a few seconds more delay.
 
 A pool that is itself anomalous is clipped to the alarm boundary before it is learned, and does not
 teach the spread, so a long collapse does not quickly become the new normal.
