@@ -39,7 +39,7 @@ class FakeTransport:
 
 def fake_client(hub: Hub, reads: int) -> FakeTransport:
     transport = FakeTransport(reads)
-    hub.clients.add(Client(cast(Any, None), transport))
+    hub.clients.add(Client(cast(Any, None), cast(asyncio.Transport, transport)))
     return transport
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,8 @@ def config(
         web=WebConfig(
             enabled=True,
             port=0,
-            push_interval=0.05,
             token=None if token is None else SecretStr(token),
-            **web,
+            **{"push_interval": 0.05, **web},
         ),
         stats_interval=3600,
     )
@@ -79,9 +78,13 @@ async def wait_until(predicate: Callable[[], bool], within: float = 30.0) -> Non
             await asyncio.sleep(0.02)
 
 
+def running(cfg: Config, secrets: frozenset[str] = frozenset()) -> AbstractAsyncContextManager[App]:
+    return running_loaded(LoadedConfig(cfg, None, secrets))
+
+
 @asynccontextmanager
-async def running(cfg: Config, secrets: frozenset[str] = frozenset()) -> AsyncIterator[App]:
-    app = App(LoadedConfig(cfg, None, secrets))
+async def running_loaded(loaded: LoadedConfig) -> AsyncIterator[App]:
+    app = App(loaded)
     task = asyncio.create_task(app.run())
     try:
         async with asyncio.timeout(30):
