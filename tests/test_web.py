@@ -170,3 +170,21 @@ def test_promtool_would_catch_a_bad_metric() -> None:
     bad = "# HELP foo_bytes_count x\n# TYPE foo_bytes_count counter\nfoo_bytes_count 1\n"
     checked = promtool(bad)
     assert checked.returncode != 0 or checked.stdout.strip() or checked.stderr.strip()
+
+
+def test_grafana_dashboard_uses_only_metrics_the_daemon_exports() -> None:
+    import json
+    import re
+
+    from prometheus_client import generate_latest
+
+    from harvester.metrics import Metrics
+
+    dashboard = json.loads((REPO / "config" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b((?:harvester|process)_[a-z_]+)\b", e)}
+    text = generate_latest(Metrics().registry).decode()
+    exported = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))
+    exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
+    assert used and used <= exported, sorted(used - exported)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
