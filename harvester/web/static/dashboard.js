@@ -8,6 +8,8 @@ const MAX_POINTS = 120;
 const MAX_ITEMS = 30;
 const state = { rules: [], volume: {}, sentiment: {}, sources: {} };
 let retry = 0;
+// Alert messages link to /?rule=<name> (alerts.dashboard_url): that rule's card is outlined.
+const focusRule = new URLSearchParams(location.search).get("rule");
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -84,6 +86,7 @@ function drawRules() {
     const peak = Math.max(1, ...vol);
     const card = el("div", "rule");
     card.dataset.rule = rule;
+    if (rule === focusRule) card.classList.add("focus");
     if (vol.length > 5 && last > 3 * (vol.slice(0, -1).reduce((a, b) => a + b, 0) / (vol.length - 1) + 1)) {
       card.classList.add("hot");
     }
