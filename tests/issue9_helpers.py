@@ -94,6 +94,7 @@ class DaemonProcess:
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *self.command,
+            limit=16 * 2**20,  # debug logging can write long lines (whole payloads)
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
