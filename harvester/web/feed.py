@@ -104,6 +104,21 @@ class Feed:
 
     async def run(self) -> None:
         await self.app.started.wait()
+        while True:
+            try:
+                await self._start()
+                break
+            except Exception as exc:  # a locked store at start must not end the feed for good
+                log.warning("web feed could not read the store; trying again", error=str(exc))
+                await asyncio.sleep(self.interval)
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except Exception as exc:  # the feed must outlive a locked or closing store
+                log.warning("web feed could not read the store", error=str(exc))
+
+    async def _start(self) -> None:
         store = self.app.store
         assert store is not None
         start = await store.last_rowids()
@@ -114,12 +129,6 @@ class Feed:
             self.recent_alerts.append(alert_dict(entry))
         self._signal_rowid, self._alert_rowid = start["signals"], start["outbox"]
         self._matched = self.matched_totals()
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception as exc:
-                log.warning("web feed could not read the store", error=str(exc))
 
     async def tick(self) -> None:
         store = self.app.store
