@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,8 +12,10 @@ import pytest
 from aiohttp import web
 
 from harvester.alerts.sinks.webhook import verify
+from harvester.cli import main
+from harvester.logging import SecretRedactor
 from tests.fake_sink_servers import FakeHttpServer, Recorded
-from tests.issue9_helpers import REPO, DaemonProcess
+from tests.issue9_helpers import DaemonProcess
 
 HOOK_SECRET = "hook-S3CRET-9f3a1c7e"
 SLACK_TOKEN = "slack-S3CRET-77aa01bc"
@@ -54,7 +54,7 @@ alerts:
 def refusing(echo: bool) -> object:
     """The webhook takes alerts; Slack and Alertmanager refuse them, so the daemon logs failures and
     retries: the error paths are where secrets leak. Real Slack answers `no_service`; with `echo` the
-    refusal quotes the request (as some proxies' error pages do), part of the secret URL included."""
+    refusal quotes the request path (see the xfail below for what that does)."""
 
     def answer(request: Recorded) -> web.Response:
         if request.path.startswith("/services/"):
@@ -71,24 +71,8 @@ def leaks(text: str) -> list[str]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(
-    "echo",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug (not in issue 9's files): only whole secret values are redacted, so a "
-                "response that quotes the token part of a secret URL (Slack, Discord) reaches the log "
-                "and the outbox's last_error",
-            ),
-        ),
-    ],
-    ids=["plain-refusals", "refusals-quoting-the-url"],
-)
-async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: Path, echo: bool) -> None:
-    receiver = await FakeHttpServer(ok=refusing(echo)).start()  # type: ignore[arg-type]
+async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: Path) -> None:
+    receiver = await FakeHttpServer(ok=refusing(echo=False)).start()  # type: ignore[arg-type]
     config = tmp_path / "harvester.yaml"
     config.write_text(CONFIG)
     env = {
@@ -152,6 +136,20 @@ async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: P
         assert stat.S_IMODE(db_file.stat().st_mode) == 0o600, db_file
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (not in issue 9's files): only whole secret values are redacted, so an error that "
+    "quotes the token part of a secret URL (Slack, Discord webhooks), as a proxy's error page may, "
+    "reaches the log (and, unredacted, the outbox's last_error and /api/dead-letters)",
+)
+def test_the_token_part_of_a_secret_url_is_redacted_too() -> None:
+    url = f"https://hooks.slack.com/services/T0/B0/{SLACK_TOKEN}"
+    redactor = SecretRedactor([url])
+    error = f"HTTP 404: no such hook /services/T0/B0/{SLACK_TOKEN}"
+    event = {"event": "alert delivery failed", "error": error}
+    assert leaks(str(redactor(None, "warning", event))) == []
+
+
 @pytest.mark.parametrize(
     ("config", "key"),
     [
@@ -177,18 +175,15 @@ async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: P
     ],
     ids=["x-token-not-a-list", "discord-bot-prefix", "reddit-id-a-list", "slack-url-a-list", "in-timeout"],
 )
-def test_a_config_error_never_echoes_a_secret(tmp_path: Path, config: str, key: str) -> None:
+def test_a_config_error_never_echoes_a_secret(
+    tmp_path: Path, config: str, key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "harvester.yaml"
     path.write_text(config)
-    result = subprocess.run(
-        [sys.executable, "-m", "harvester", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env={"SECRET": HOOK_SECRET, "PATH": "/usr/bin:/bin"},
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 78, result.stdout + result.stderr
-    assert key in result.stderr and "config error" in result.stderr
-    assert leaks(result.stdout + result.stderr) == [], result.stderr
+    monkeypatch.setenv("SECRET", HOOK_SECRET)
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", "--config", str(path)])
+    assert exited.value.code == 78
+    out, err = capsys.readouterr()
+    assert key in err and "config error" in err
+    assert leaks(out + err) == [], err
