@@ -105,6 +105,18 @@ async def test_health_endpoints_report_sources_queues_and_alerts(tmp_path: Path)
         assert body["uptime_s"] > 0 and body["ready"] is True
 
 
+def test_errors_lose_whole_secrets_and_the_token_parts_of_secret_urls(tmp_path: Path) -> None:
+    from harvester.web.state import DaemonView
+
+    hook = "https://hooks.slack.com/services/T000/B000/XyZsecretTokenPart123"
+    cfg = config(tmp_path, token="web-token-abcdef")
+    view = DaemonView(App(LoadedConfig(cfg, None, frozenset({hook, "plain-secret-1"}))))
+    assert view.redact(f"POST {hook} failed") == "POST *** failed"
+    assert view.redact("404 on /services/T000/B000/XyZsecretTokenPart123") == "404 on /services/T000/B000/***"
+    assert view.redact("auth plain-secret-1 / web-token-abcdef") == "auth *** / ***"
+    assert view.redact("nothing secret here") == "nothing secret here"
+
+
 async def test_health_is_failing_when_every_source_failed(tmp_path: Path) -> None:
     from harvester.health import SourceState
 

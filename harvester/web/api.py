@@ -133,7 +133,8 @@ def routes(app: App, feed: Feed) -> list[web.RouteDef]:
         found = await store().search_alerts(
             status=status, sink=_text(request, "sink"), limit=limit, offset=offset
         )
-        return {"alerts": [alert_dict(e) for e in found], "next_offset": _next(offset, limit, len(found))}
+        items = [alert_dict(e, feed.view.redact) for e in found]
+        return {"alerts": items, "next_offset": _next(offset, limit, len(found))}
 
     async def posts(request: web.Request) -> dict[str, Any]:
         limit, offset = _page(request, 50)
@@ -206,7 +207,10 @@ def routes(app: App, feed: Feed) -> list[web.RouteDef]:
 
     async def dead_letters(request: web.Request) -> dict[str, Any]:
         limit = _int(request, "limit", 100, 1, MAX_LIMIT)
-        return {"dead_letters": await router().dead_letters(_text(request, "sink"), limit)}
+        letters = await router().dead_letters(_text(request, "sink"), limit)
+        for letter in letters:
+            letter["last_error"] = feed.view.redact(letter.get("last_error"))
+        return {"dead_letters": letters}
 
     async def status(request: web.Request) -> dict[str, Any]:
         router()

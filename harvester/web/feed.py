@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,10 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def alert_dict(entry: OutboxEntry) -> dict[str, Any]:
+Redact = Callable[[str | None], str | None]
+
+
+def alert_dict(entry: OutboxEntry, redact: Redact = lambda text: text) -> dict[str, Any]:
     """An outbox row for the API and the feed: its lead signal's rule, kind, severity and summary,
     how many signals it groups, and the group labels."""
     try:
@@ -50,7 +54,7 @@ def alert_dict(entry: OutboxEntry) -> dict[str, Any]:
         "attempts": entry.attempts,
         "created_at": iso(entry.created_at),
         "delivered_at": iso(entry.delivered_at),
-        "last_error": entry.last_error,
+        "last_error": redact(entry.last_error),  # a sink's error may quote its URL
         "group": entry.group_key,
         "labels": labels,
         "signals": len(signals),
@@ -126,7 +130,7 @@ class Feed:
         for sig in reversed(await store.search_signals(limit=RECENT)):
             self.recent_signals.append(await self.with_examples(sig))
         for entry in reversed(await store.search_alerts(limit=RECENT)):
-            self.recent_alerts.append(alert_dict(entry))
+            self.recent_alerts.append(alert_dict(entry, self.view.redact))
         self._signal_rowid, self._alert_rowid = start["signals"], start["outbox"]
         self._matched = self.matched_totals()
 
@@ -141,7 +145,7 @@ class Feed:
             self.hub.publish({"type": "signal", "signal": data})
         for rowid, entry in await store.alerts_after(self._alert_rowid):
             self._alert_rowid = rowid
-            data = alert_dict(entry)
+            data = alert_dict(entry, self.view.redact)
             self.recent_alerts.append(data)
             self.hub.publish({"type": "alert", "alert": data})
         self.hub.publish(await self.counters())

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from harvester import __version__
 from harvester.health import SourceState
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 
 UP_STATES = (SourceState.CONNECTED, SourceState.FINISHED)
 PPM_WINDOW_S = 60.0
+
+
+def secret_url_parts(secret: str) -> set[str]:
+    """The pieces of a secret URL that an error may quote without the rest (a webhook's token path
+    segment in a proxy's 404 page, its query string): long path segments and the query."""
+    parts = urlsplit(secret)
+    if not parts.scheme or not parts.netloc:
+        return set()
+    found = {segment for segment in parts.path.split("/") if len(segment) >= 16}
+    if len(parts.query) >= 16:
+        found.add(parts.query)
+    return found
 
 
 class DaemonView:
@@ -36,10 +49,13 @@ class DaemonView:
         self._reconnects_seen: dict[str, int] = {}
         self._newest_created: dict[str, float] = {}
         self._lag_rowid: int | None = None
-        self._secrets = sorted((s for s in app.loaded.secrets if s), key=len, reverse=True)
-        token = self.config.token
-        if token is not None:
-            self._secrets.insert(0, token.get_secret_value())
+        secrets = {s for s in app.loaded.secrets if s}
+        if self.config.token is not None:
+            secrets.add(self.config.token.get_secret_value())
+        # Longest first, so a secret containing another is replaced whole.
+        secrets |= {part for secret in secrets for part in secret_url_parts(secret)}
+        self._secrets = sorted(secrets, key=len, reverse=True)
+
 
     # ------------------------------------------------------------------------------ small helpers
     def redact(self, text: str | None) -> str | None:
