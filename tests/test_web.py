@@ -200,3 +200,32 @@ def test_grafana_dashboard_uses_only_metrics_the_daemon_exports() -> None:
     exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
     assert used and used <= exported, sorted(used - exported)
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@pytest.mark.timeout(90)
+async def test_harvester_run_serves_healthz_on_a_free_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    from tests.test_daemon import Daemon
+
+    cfg = tmp_path / "harvester.yaml"
+    cfg.write_text((REPO / "config" / "harvester.yaml").read_text() + "\nweb:\n  enabled: true\n  port: 0\n")
+    daemon = Daemon(cfg, tmp_path / "state")
+    await daemon.start()
+    try:
+        listening = await daemon.wait_for(lambda line: line.get("event") == "web server listening", within=30)
+        await daemon.wait_for(lambda line: line.get("event") == "harvester starting", within=30)
+        async with aiohttp.ClientSession() as s:
+            status, alive = await get(s, f"{listening['url']}/healthz")
+            assert status == 200 and alive["status"] == "alive"
+            async with asyncio.timeout(20):  # ready once the sources are started: soon after this line
+                while (await get(s, f"{listening['url']}/readyz"))[0] != 200:  # noqa: ASYNC110 - another process
+                    await asyncio.sleep(0.05)
+            status, report = await get(s, f"{listening['url']}/health")
+            assert status == 200 and report["sources"]["demo"]["state"] in ("connecting", "connected")
+    finally:
+        code = await daemon.stop(signal.SIGTERM, within=30)
+    assert code == 0
+    events = [line.get("event") for line in daemon.lines]
+    # the web server goes down after the pipeline has stopped
+    assert events.index("web server stopped") > events.index("harvester stopped")
