@@ -90,11 +90,13 @@ class DaemonProcess:
         self.raw: list[bytes] = []
         # The command line; a test may wrap it (strace).
         self.command = [sys.executable, "-m", "harvester", "run", "--config", str(config)]
+        self.preexec: Callable[[], None] | None = None  # run in the child before exec (rlimits)
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *self.command,
             limit=16 * 2**20,  # debug logging can write long lines (whole payloads)
+            preexec_fn=self.preexec,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
