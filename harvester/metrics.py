@@ -98,6 +98,12 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.post_to_alert = Histogram(
+            "harvester_post_to_alert_seconds",
+            "Time from the post that triggered a signal (the signal's time) to the alert's delivery",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+            registry=r,
+        )
         # -- set from the daemon's state just before each /metrics scrape (harvester.web.state) -------
         self.source_up = Gauge(
             "harvester_source_up",

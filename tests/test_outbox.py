@@ -303,3 +303,25 @@ async def test_dispatcher_run_loop_delivers_when_woken_and_on_poll(
         await h.sink.close()
     assert len(receiver.requests) == 1
     clock.advance(timedelta(seconds=1).total_seconds())
+
+
+async def test_post_to_alert_latency_is_measured_at_delivery_and_replayed_signals_are_not(
+    store: Store, clock: ManualClock, receiver: FakeHttpServer
+) -> None:
+    h = Harness(store, clock, receiver.url)
+    live = make_signal(1)
+    clock.advance((live.at - T0).total_seconds())  # a live signal: made now
+    receiver.faults = [Fault(429, headers={"Retry-After": "30"})]
+    await h.router.route(live)
+    assert await h.dispatcher.deliver_due() == 0
+    clock.advance(30)
+    assert await h.dispatcher.deliver_due() == 1
+    histogram = "harvester_post_to_alert_seconds"
+    assert h.metrics.registry.get_sample_value(f"{histogram}_count") == 1
+    assert h.metrics.registry.get_sample_value(f"{histogram}_sum") == 30.0
+    # A signal from a replay carries event time long past: delivered, but it is no latency.
+    clock.advance(30 * 86_400)
+    await h.router.route(make_signal(2, rule="other"))
+    assert await h.dispatcher.deliver_due() == 1
+    assert h.metrics.registry.get_sample_value(f"{histogram}_count") == 1
+    await h.sink.close()

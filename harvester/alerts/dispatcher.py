@@ -183,8 +183,14 @@ class Dispatcher:
         except Exception as exc:  # a bug in a sink must not stop delivery to the others
             log.exception("sink raised an unexpected error", sink=entry.sink)
             return await self._failed(entry, attempts, SinkError(f"unexpected error: {exc!r}"))
-        await self.store.mark_delivered(entry.key, self.now())
+        delivered = self.now()
+        await self.store.mark_delivered(entry.key, delivered)
         self.metrics.alerts_sent.labels(entry.sink).inc()
+        # A live signal's time is when its post was processed. A replay's signals carry event time,
+        # days or years back: those are not latencies, and max_age is as old as a live one can be.
+        latency = delivered - min(s.at for s in alert.signals or (alert.signal,)).timestamp()
+        if 0 <= latency <= self.config.max_age:
+            self.metrics.post_to_alert.observe(latency)
         self.delivered += 1
         return True
 
