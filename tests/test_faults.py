@@ -229,12 +229,6 @@ async def test_hostile_payloads_are_counted_skipped_and_the_stream_goes_on(tmp_p
     assert app.processor is not None and app.processor.matched >= 300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (not in issue 9's files): a JSON text with a lone surrogate (\\ud800) passes the parsers "
-    "and the store's UTF-8 encoding raises UnicodeEncodeError, which is not a StoreError: the writer "
-    "task fails and the daemon exits, then crashes again on the same post after every restart",
-)
 @pytest.mark.timeout(60)
 async def test_a_lone_surrogate_in_a_json_text_does_not_stop_the_daemon(tmp_path: Path) -> None:
     from harvester.app import App

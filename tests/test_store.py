@@ -238,6 +238,16 @@ async def test_wal_mode_is_on(store: Store, db_path: Path) -> None:
 # ------------------------------------------------------------------ posts, cursors, dedup set
 
 
+async def test_lone_surrogates_are_stored_as_replacement_characters_not_a_failed_batch(store: Store) -> None:
+    # Half an emoji, as JSON can carry it ("\ud83d"), cannot be encoded as UTF-8 by SQLite.
+    broken = record(1, uid="src:1\ud83d", text="acme \ud83d air \U0001f600", author="jo\udc00")
+    assert await store.write_batch([broken, record(2)], {"src": "c\ud800"}, [("src:1\ud83d", EPOCH)]) == 2
+    (stored,) = [p for p in await store.fetch_posts() if p["native_id"] == "1"]
+    assert stored["text"] == "acme \ufffd air \U0001f600"  # the whole emoji is kept
+    assert stored["author"] == "jo\ufffd" and stored["uid"] == "src:1\ufffd"
+    assert await store.load_cursors() == {"src": "c\ufffd"}
+
+
 async def test_write_batch_stores_posts_and_counts_only_new_uids(store: Store) -> None:
     first = [record(1, likes=3, url="https://x/1", sentiment=0.5), record(2), record(2)]
     assert await store.write_batch(first, {}, []) == 2  # the repeat inside the batch is ignored

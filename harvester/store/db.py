@@ -49,6 +49,7 @@ from harvester.store.records import (
     signal_from_row,
     signal_row,
     silence_from_row,
+    storable,
 )
 
 T = TypeVar("T")
@@ -249,8 +250,8 @@ class Store:
         """
         post_rows = [post_row(record) for record in records]
         now = time.time()
-        cursor_rows = [(source, cursor, now) for source, cursor in cursors.items()]
-        seen_rows = list(seen)
+        cursor_rows = [(source, storable(cursor), now) for source, cursor in cursors.items()]
+        seen_rows = [(storable(uid), at) for uid, at in seen]
 
         async def work(db: aiosqlite.Connection) -> int:
             inserted = 0

@@ -74,20 +74,29 @@ class OutboxEntry:
     group_key: str | None = None
 
 
+def storable(text: str | None) -> str | None:
+    """`text` as SQLite can store it: a lone UTF-16 surrogate (half of an emoji cut by a platform,
+    which JSON can carry as "\ud83d") cannot be encoded as UTF-8 and would fail the whole batch, so
+    it becomes U+FFFD. Plain ASCII, nearly every string, is returned as it is."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def post_row(record: PostRecord) -> tuple[Any, ...]:
     """The `posts` row for `record`, in `POST_COLUMNS` order. Datetimes become epoch seconds."""
     p = record.post
     rules = json.dumps(list(record.rules)) if record.rules else _NO_RULES
     return (
-        p.uid,
+        storable(p.uid),
         p.source,
-        p.native_id,
-        p.author,
-        p.text,
+        storable(p.native_id),
+        storable(p.author),
+        storable(p.text),
         p.created_at.timestamp(),
         p.received_at.timestamp(),
-        p.url,
-        p.channel,
+        storable(p.url),
+        storable(p.channel),
         p.lang,
         p.likes,
         p.reposts,
