@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -17,12 +18,31 @@ REDACTED = "***"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+# A path segment or query this long in a secret URL is taken for a token (ids and words are shorter).
+_TOKEN_LIKE = 16
+
+
+def secret_parts_of_url(value: str) -> set[str]:
+    """The parts of a secret URL that may be quoted on their own: its path, its query, and every
+    token-like segment of the path. Nothing for a value that is not an http(s) URL."""
+    split = urlsplit(value)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        return set()
+    parts = {split.path, split.query} if len(split.path) > 1 else {split.query}
+    parts |= {segment for segment in split.path.split("/") if len(segment) >= _TOKEN_LIKE}
+    return {part for part in parts if len(part) >= _TOKEN_LIKE}
+
+
 class SecretRedactor:
     """A structlog processor replacing each secret's occurrences in any string value."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        values = {s for s in secrets if s}
+        # A secret URL (a Slack or Discord webhook) is a secret in each of its parts: an error page
+        # may quote only its path, and the token is in there.
+        values |= {part for s in values for part in secret_parts_of_url(s)}
         # Longest first, so a secret that contains another is replaced whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted(values, key=len, reverse=True)
 
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):

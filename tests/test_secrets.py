@@ -89,6 +89,7 @@ async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: P
     try:
         listening = await daemon.wait_for(daemon.event("web server listening"), within=45)
         base = listening["url"].rstrip("/")
+
         # Every secret-bearing sink has been used, and the refusals have been logged.
         # (Waiting by reading the log: a pipe nobody reads would block the daemon's logging.)
         def all_sinks_called(_line: object) -> bool:
@@ -136,12 +137,6 @@ async def test_secrets_never_appear_in_logs_health_metrics_or_errors(tmp_path: P
         assert stat.S_IMODE(db_file.stat().st_mode) == 0o600, db_file
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (not in issue 9's files): only whole secret values are redacted, so an error that "
-    "quotes the token part of a secret URL (Slack, Discord webhooks), as a proxy's error page may, "
-    "reaches the log (and, unredacted, the outbox's last_error and /api/dead-letters)",
-)
 def test_the_token_part_of_a_secret_url_is_redacted_too() -> None:
     url = f"https://hooks.slack.com/services/T0/B0/{SLACK_TOKEN}"
     redactor = SecretRedactor([url])
@@ -165,12 +160,6 @@ def test_the_token_part_of_a_secret_url_is_redacted_too() -> None:
             'alerts:\n  sinks:\n    - {type: webhook, url: "http://127.0.0.1:9/x", secret: "${SECRET}", '
             'timeout: "${SECRET}"}\n',
             "timeout",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug (not in issue 9's files): a value from ${VAR} in a field that is not a "
-                "SecretStr is quoted in the config error (`got '<value>'`), even when the same "
-                "variable feeds a secret",
-            ),
         ),
     ],
     ids=["x-token-not-a-list", "discord-bot-prefix", "reddit-id-a-list", "slack-url-a-list", "in-timeout"],

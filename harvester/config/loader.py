@@ -127,7 +127,14 @@ def _describe(error: Any, hide_input: bool) -> str:
         return "required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    if not hide_input and isinstance(value, str | int | float | bool) and kind != "value_error":
+    if hide_input:
+        # A value from the environment may be a secret, even in a field that is not one (the same
+        # variable can feed a token); a validator's own message may quote it too.
+        if isinstance(value, str) and value:
+            message = message.replace(repr(value), "the value from the environment").replace(
+                value, "the value from the environment"
+            )
+    elif isinstance(value, str | int | float | bool) and kind != "value_error":
         message += f", got {value!r}"
     return message
 
