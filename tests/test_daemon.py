@@ -8,9 +8,9 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,11 +26,14 @@ def parse(raw: bytes) -> dict[str, Any]:
 class Daemon:
     """`harvester run` in a subprocess, with its JSON log lines read as they come."""
 
+    started: ClassVar[list[Daemon]] = []  # killed after each test, whatever became of the test
+
     def __init__(self, config: Path, state_dir: Path) -> None:
         self.config = config
         self.env = {**os.environ, "HARVESTER_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
+        Daemon.started.append(self)
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -48,15 +51,18 @@ class Daemon:
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], within: float) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
-        async with asyncio.timeout(within):
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    raise AssertionError(f"daemon exited; last lines: {self.lines[-5:]}")
-                line = parse(raw)
-                self.lines.append(line)
-                if predicate(line):
-                    return line
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    raw = await self.proc.stdout.readline()
+                    if not raw:
+                        raise AssertionError(f"daemon exited; last lines: {self.lines[-5:]}")
+                    line = parse(raw)
+                    self.lines.append(line)
+                    if predicate(line):
+                        return line
+        except TimeoutError:
+            raise AssertionError(f"nothing matched in {within} s; last lines: {self.lines[-8:]}") from None
 
     async def stop(self, sig: int, within: float) -> int:
         assert self.proc is not None
@@ -66,6 +72,15 @@ class Daemon:
             while raw := await self.proc.stdout.readline():
                 self.lines.append(parse(raw))
             return await self.proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_running() -> Iterator[None]:
+    yield
+    for daemon in Daemon.started:
+        if daemon.proc is not None and daemon.proc.returncode is None:
+            daemon.proc.kill()
+    Daemon.started.clear()
 
 
 def pipeline_posts(min_posts: int) -> Callable[[dict[str, Any]], bool]:

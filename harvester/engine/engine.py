@@ -179,6 +179,7 @@ class Engine:
                 fired = detector.observe(obs)
                 if fired:
                     signals += self._with_composites(state, fired)
+        obs.release()
         return Verdict(names, sentiment, tuple(signals))
 
     def _with_composites(self, state: _RuleState, fired: list[Signal]) -> list[Signal]:

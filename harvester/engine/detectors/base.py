@@ -120,6 +120,13 @@ class Observation:
         self._words = words
         self._fingerprint = fingerprint
 
+    def release(self) -> None:
+        """Drop what only this post's pass through the rules needed. Detectors keep some
+        observations as evidence (a bounded sample per bucket) for minutes; a word list and a
+        reference to a cluster (which holds other posts) would stay alive with each."""
+        self._words = None
+        self.cluster = None
+
     def found(self, vocabulary: frozenset[str]) -> tuple[str, ...]:
         """The words of `vocabulary` the post contains, each once (crisis terms, say). The last
         answer is kept for the next rule asking with the same (`shared_vocabulary`) instance."""
