@@ -128,6 +128,21 @@ async def test_health_is_failing_when_every_source_failed(tmp_path: Path) -> Non
         assert "source demo is failed" in body["problems"]
 
 
+def test_health_names_failing_store_writes_as_a_problem(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harvester.web.state import DaemonView
+
+    app = App(LoadedConfig(config(tmp_path), None))
+    view = DaemonView(app)
+    # The writer sets `failing` while batches cannot be committed (disk full, database locked), and
+    # clears it on the next commit that succeeds.
+    app.writer = SimpleNamespace(failing=True)  # type: ignore[assignment]
+    assert any("store writes failing" in p for p in view._problems({}, {}, True))
+    app.writer = SimpleNamespace(failing=False)  # type: ignore[assignment]
+    assert not any("store writes failing" in p for p in view._problems({}, {}, True))
+
+
 # ------------------------------------------------------------------------------------------ metrics
 
 

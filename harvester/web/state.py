@@ -174,6 +174,10 @@ class DaemonView:
             problems.append("starting" if not self.app.stop_requested.is_set() else "stopping")
         if not store_ok:
             problems.append("store unavailable")
+        writer = self.app.writer
+        if writer is not None and writer.failing:
+            # Disk full, database locked: posts wait in memory (and push back) until writes succeed.
+            problems.append("store writes failing; posts held in memory until they succeed")
         for name, s in sources.items():
             if s["state"] in (SourceState.FAILED.value, SourceState.BACKOFF.value):
                 problems.append(f"source {name} is {s['state']}")
