@@ -144,6 +144,11 @@ def at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def finite(value: float) -> float | None:
+    """`value`, or None for an infinite one (JSON, and so a snapshot, has no infinity)."""
+    return value if math.isfinite(value) else None
+
+
 class RuleDetector(ABC):
     kind: ClassVar[str]
 

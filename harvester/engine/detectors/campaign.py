@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.config.detectors import CampaignConfig
-from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at, finite
 from harvester.engine.detectors.near_duplicates import (
     NearDuplicateIndex,
     NearDuplicates,
@@ -102,7 +102,7 @@ class _Cluster:
         authors = [[a, seen, f] for a, (seen, f) in self.authors.items()]
         return [
             self.seed, self.text, self.first_seen, self.last_seen, self.posts, self.reacts_to,
-            self.fired_rank, _finite(self.cooldown_until), self.campaign, authors,
+            self.fired_rank, finite(self.cooldown_until), self.campaign, authors,
         ]  # fmt: skip
 
     @classmethod
@@ -350,7 +350,7 @@ class CampaignDetector(RuleDetector):
         rule-wide gap. (The shared clusters are saved by the engine, with its index.)"""
         clusters = [c.row() for c in self.clusters.values() if len(c.authors) >= 2 or c.fired_rank >= 0]
         campaigns = [[c.seed, c.until, sorted(c.authors)] for c in self.campaigns.values()]
-        return {"clusters": clusters, "campaigns": campaigns, "quiet_until": _finite(self.quiet_until)}
+        return {"clusters": clusters, "campaigns": campaigns, "quiet_until": finite(self.quiet_until)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.clusters.clear()
@@ -380,9 +380,6 @@ def _quote(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def index_for(configs: Iterable[CampaignConfig]) -> NearDuplicateIndex:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.config.detectors import ViralConfig
-from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at
+from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at, finite
 from harvester.engine.simhash import is_repost
 from harvester.models import Post, Severity, Signal
 
@@ -106,7 +106,7 @@ class _Tracked:
         return [
             self.uid, self.author, self.url, self.followers, self.first_seen, self.last_seen,
             self.engagement, self.observations, self.span_ts, self.span_engagement, self.velocity,
-            self.references, self.distinct_referrers, self.fired_rank, _finite(self.cooldown_until),
+            self.references, self.distinct_referrers, self.fired_rank, finite(self.cooldown_until),
         ]  # fmt: skip
 
     @classmethod
@@ -301,7 +301,7 @@ class ViralPostDetector(RuleDetector):
         rows = [
             t.row() for t in self.posts.values() if t.observations > 1 or t.references or t.fired_rank >= 0
         ]
-        return {"posts": rows, "quiet_until": _finite(self.quiet_until)}
+        return {"posts": rows, "quiet_until": finite(self.quiet_until)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.posts.clear()
@@ -320,7 +320,3 @@ def _severity(score: float, reach: int) -> Severity:
     if reach >= _BIG_REACH:
         level += 1
     return _LEVELS[min(level, len(_LEVELS) - 1)]
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
