@@ -30,6 +30,12 @@ class SourceHealth:
     dropped: int = 0
     last_post_at: datetime | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    reconnect_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def reconnected(self, reason: str) -> None:
+        """Count one reconnect (a supervisor restart, a dropped stream, a gateway session) and why."""
+        self.reconnects += 1
+        self.reconnect_reasons[reason] = self.reconnect_reasons.get(reason, 0) + 1
 
     def set_state(self, state: SourceState, now: datetime, error: str | None = None) -> None:
         if state is not self.state:

@@ -113,8 +113,8 @@ class Metrics:
         )
         self.source_reconnects = Counter(
             "harvester_source_reconnects_total",
-            "Reconnects a source reported (restarts by reason: harvester_source_restarts_total)",
-            ["source"],
+            "Reconnects a source reported: supervisor restarts, dropped streams, new gateway sessions",
+            ["source", "reason"],
             registry=r,
         )
         self.source_lag = Gauge(

@@ -71,8 +71,8 @@ class Supervisor:
                 if self._monotonic() - started >= self.policy.healthy_after:
                     self.attempt = 0
                 self.attempt += 1
-                health.reconnects += 1
                 reason = type(exc).__name__
+                health.reconnected(f"restart: {reason}")
                 if self._on_restart is not None:
                     self._on_restart(reason)
                 delay = self.policy.delay(self.attempt, ctx.rng)

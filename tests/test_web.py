@@ -167,6 +167,8 @@ async def test_metrics_parse_and_count_the_pipeline(tmp_path: Path) -> None:
     async with running(config(tmp_path)) as app, aiohttp.ClientSession() as s:
         await wait_until(finished(app))
         await wait_until(lambda: app.processor is not None and app.processor.processed == 600)
+        for reason in ("network", "network", "rate_limited"):  # as a source reports its reconnects
+            app.health.sources["demo"].reconnected(reason)
         async with s.get(url(app, "/metrics")) as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/plain")
@@ -174,7 +176,9 @@ async def test_metrics_parse_and_count_the_pipeline(tmp_path: Path) -> None:
     fams = families(text)
     assert value(fams, "harvester_posts_received", "harvester_posts_received_total", source="demo") == 600
     assert value(fams, "harvester_source_up", "harvester_source_up", source="demo") == 1
-    assert value(fams, "harvester_source_reconnects", "harvester_source_reconnects_total", source="demo") == 0
+    reconnects = ("harvester_source_reconnects", "harvester_source_reconnects_total")
+    assert value(fams, *reconnects, source="demo", reason="network") == 2
+    assert value(fams, *reconnects, source="demo", reason="rate_limited") == 1
     assert value(fams, "harvester_source_lag_seconds", "harvester_source_lag_seconds", source="demo") > 0
     assert value(fams, "harvester_queue_depth", "harvester_queue_depth", queue="inbox") == 0
     assert "harvester_event_loop_lag_seconds" in fams

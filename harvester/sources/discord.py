@@ -338,7 +338,7 @@ class _Run:
         self.connects += 1
         if self.connects > 1:
             self.unstable += 1
-            self.ctx.health.reconnects += 1
+            self.ctx.health.reconnected("gateway")
         self.ctx.set_state(SourceState.CONNECTING)
         if self.unstable > FREE_RECONNECTS:
             ceiling = min(RECONNECT_PACE_CAP, 2.0 ** (self.unstable - FREE_RECONNECTS - 1))

@@ -384,7 +384,7 @@ class _Run:
                 await self.source._close()  # a fresh session (and token) for the retry
             if isinstance(error, MalformedPayload):
                 ctx.malformed(f"{job.name}: {error}")
-            ctx.health.reconnects += 1
+            ctx.health.reconnected(type(error).__name__.lstrip("_"))
             ctx.set_state(SourceState.BACKOFF, error=f"{job.name}: {reason}")
             log.warning(
                 "reddit request failed; retrying", source=ctx.name, job=job.name, error=reason,

@@ -350,7 +350,7 @@ class _Collector:
             result = await self._connection(stream, index)
             self.up.clear()
             self._open_gap()
-            self.ctx.health.reconnects += 1
+            self.ctx.health.reconnected(result.failure.value if result.failure is not None else "ended")
             delay = self._after(result, index)
             if delay is None:
                 continue  # another token is ready: rotate at once

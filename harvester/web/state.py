@@ -46,7 +46,7 @@ class DaemonView:
         self.loop_lag = 0.0
         # (monotonic time, {source: posts}) samples, enough to cover PPM_WINDOW_S
         self._source_samples: deque[tuple[float, dict[str, int]]] = deque()
-        self._reconnects_seen: dict[str, int] = {}
+        self._reconnects_seen: dict[tuple[str, str], int] = {}
         self._newest_created: dict[str, float] = {}
         self._lag_rowid: int | None = None
         secrets = {s for s in app.loaded.secrets if s}
@@ -200,12 +200,11 @@ class DaemonView:
         m = self.app.metrics
         for name, h in self.app.health.sources.items():
             m.source_up.labels(name).set(1.0 if h.state in UP_STATES else 0.0)
-            seen = self._reconnects_seen.get(name, 0)
-            if h.reconnects > seen:
-                m.source_reconnects.labels(name).inc(h.reconnects - seen)
-            else:
-                m.source_reconnects.labels(name)  # present at 0 from the start
-            self._reconnects_seen[name] = max(seen, h.reconnects)
+            for reason, count in list(h.reconnect_reasons.items()):
+                seen = self._reconnects_seen.get((name, reason), 0)
+                if count > seen:
+                    m.source_reconnects.labels(name, reason).inc(count - seen)
+                    self._reconnects_seen[(name, reason)] = count
         for queue, depth in self.queue_depths().items():
             m.queue_depth.labels(queue).set(depth)
         store = self.app.store
