@@ -441,14 +441,7 @@ class Store:
         self, status: str | None = None, sink: str | None = None, limit: int = 100
     ) -> list[OutboxEntry]:
         """Outbox rows in the order they were written (optionally of one status and sink), for the API."""
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if sink is not None:
-            clauses.append("sink = ?")
-            params.append(sink)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(("status = ?", status), ("sink = ?", sink))
         rows = await self._fetch(
             "outbox_entries", f"{_SELECT_OUTBOX}{where} ORDER BY created_at, rowid LIMIT ?", [*params, limit]
         )
@@ -628,8 +621,7 @@ class Store:
         offset: int = 0,
     ) -> list[Signal]:
         """Signals newest first, optionally of one rule and kind and with `since <= at < until`."""
-        clauses, params = _signal_filters(rule, kind, since, until)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(("rule = ?", rule), ("kind = ?", kind), ("at >= ?", since), ("at < ?", until))
         rows = await self._fetch(
             "search_signals",
             f"SELECT payload FROM signals{where} ORDER BY at DESC, rowid DESC LIMIT ? OFFSET ?",
@@ -659,14 +651,7 @@ class Store:
         self, *, status: str | None = None, sink: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[OutboxEntry]:
         """Outbox rows newest first, optionally of one status and sink."""
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if sink is not None:
-            clauses.append("sink = ?")
-            params.append(sink)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(("status = ?", status), ("sink = ?", sink))
         rows = await self._fetch(
             "search_alerts",
             f"{_SELECT_OUTBOX}{where} ORDER BY rowid DESC LIMIT ? OFFSET ?",
@@ -733,13 +718,9 @@ class Store:
         return {row[0]: float(row[1]) for row in rows}, last
 
 
-def _signal_filters(
-    rule: str | None, kind: str | None, since: float | None, until: float | None
-) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for clause, value in (("rule = ?", rule), ("kind = ?", kind), ("at >= ?", since), ("at < ?", until)):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    return clauses, params
+def _where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause (or "") and its parameters from (condition, value) pairs whose value is set."""
+    used = [(clause, value) for clause, value in filters if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
