@@ -20,6 +20,7 @@ import pytest
 from harvester.errors import StoreError
 from harvester.models import Alert, Post, Severity, Signal
 from harvester.store import LATEST_VERSION, MIGRATIONS, OutboxEntry, PostRecord, Store
+from harvester.store.bulk import MultiRowInsert
 from harvester.store.connection import connect
 from harvester.store.migrations import apply_migrations, split_statements
 from tests.store_crash_child import REWIND
@@ -262,6 +263,33 @@ async def test_write_batch_stores_posts_and_counts_only_new_uids(store: Store) -
     assert stored["received_at"] == EPOCH
     assert stored["created_at"] == EPOCH - 5
     assert stored["rules"] == []
+
+
+@pytest.mark.parametrize("count", [1, 255, 256, 257, 700])
+async def test_a_batch_of_any_size_is_stored_whole_in_order(store: Store, count: int) -> None:
+    # Multi-row statements cover a batch in chunks and powers of two: every size must come out whole.
+    records = [record(n, rules=("brand",) if n % 2 else (), sentiment=n / 1000) for n in range(count)]
+    records.insert(max(1, count // 2), record(0))  # a repeat, in another statement than the first for most
+    seen = [(f"src:{n}", EPOCH + n) for n in range(count)]
+    assert await store.write_batch(records, {"src": str(count)}, seen) == count
+    assert await store.post_uids() == [f"src:{n}" for n in range(count)]
+    assert await store.load_seen(0, 10_000) == seen
+    by_rule = await store.fetch_posts(limit=10_000, rule="brand")
+    assert sorted(p["uid"] for p in by_rule) == sorted(f"src:{n}" for n in range(1, count, 2))
+    assert {p["uid"]: p["sentiment"] for p in await store.fetch_posts(limit=10_000)} == {
+        f"src:{n}": n / 1000 for n in range(count)
+    }
+
+
+def test_multi_row_statements_cover_every_count_exactly() -> None:
+    insert = MultiRowInsert("INSERT INTO t (a, b) VALUES ", 2)
+    for count in range(0, 3 * insert.chunk + 5):
+        shapes = insert.shapes(count)
+        assert sum(shapes) == count
+        assert all(0 < size <= insert.chunk for size in shapes)
+    # Few distinct statements to prepare, whatever the batch sizes:
+    assert len({size for count in range(600) for size in insert.shapes(count)}) <= 9
+    assert insert.sql(2) == "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
 
 
 async def test_a_uid_written_again_keeps_its_first_version(store: Store) -> None:

@@ -33,6 +33,7 @@ import aiosqlite
 
 from harvester.errors import StoreError
 from harvester.models import Alert, Signal
+from harvester.store.bulk import MultiRowInsert
 from harvester.store.connection import DEFAULT_BUSY_TIMEOUT, connect, rollback_quietly, store_errors
 from harvester.store.files import create_private_file, ensure_private_dir, make_files_private
 from harvester.store.migrations import apply_migrations
@@ -64,15 +65,17 @@ OUTBOX_STATUSES = ("pending", "delivered", "dead")
 # `ON CONFLICT (key) DO NOTHING` rather than `INSERT OR IGNORE`: both skip a row whose key is already
 # stored, but OR IGNORE would also silently skip a row that breaks any other constraint (a NULL in a
 # NOT NULL column), losing data without an error. Here only the duplicate key is forgiven.
-_INSERT_POST = (
-    f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' for _ in POST_COLUMNS)}) "
-    "ON CONFLICT (uid) DO NOTHING"
+# Posts and seen uids go in as multi-row statements (see `MultiRowInsert`).
+_INSERT_POSTS = MultiRowInsert(
+    f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ",
+    len(POST_COLUMNS),
+    " ON CONFLICT (uid) DO NOTHING",
 )
+_INSERT_SEENS = MultiRowInsert("INSERT INTO seen (uid, seen_at) VALUES ", 2, " ON CONFLICT (uid) DO NOTHING")
 _UPSERT_CURSOR = (
     "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at"
 )
-_INSERT_SEEN = "INSERT INTO seen (uid, seen_at) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING"
 _INSERT_SIGNAL = (
     "INSERT INTO signals (id, rule, kind, severity, at, payload) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
@@ -254,13 +257,10 @@ class Store:
         seen_rows = [(storable(uid), at) for uid, at in seen]
 
         async def work(db: aiosqlite.Connection) -> int:
-            inserted = 0
-            if post_rows:
-                inserted = (await db.executemany(_INSERT_POST, post_rows)).rowcount
+            inserted = await _INSERT_POSTS.run(db, post_rows)
             if cursor_rows:
                 await db.executemany(_UPSERT_CURSOR, cursor_rows)
-            if seen_rows:
-                await db.executemany(_INSERT_SEEN, seen_rows)
+            await _INSERT_SEENS.run(db, seen_rows)
             return inserted
 
         return await self._transaction("write_batch", work)

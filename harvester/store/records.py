@@ -74,19 +74,39 @@ class OutboxEntry:
     group_key: str | None = None
 
 
+# The JSON text of each rule-name tuple seen: a handful of distinct tuples cover nearly every post.
+_RULES_JSON: dict[tuple[str, ...], str] = {}
+_RULES_JSON_MAX = 4096
+
+
 def storable(text: str | None) -> str | None:
     """`text` as SQLite can store it: a lone UTF-16 surrogate (half of an emoji cut by a platform,
     which JSON can carry as "\ud83d") cannot be encoded as UTF-8 and would fail the whole batch, so
-    it becomes U+FFFD. Plain ASCII, nearly every string, is returned as it is."""
+    it becomes U+FFFD. Any other string, nearly every one, is returned as it is."""
     if text is None or text.isascii():
         return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    try:
+        text.encode()  # strict UTF-8: fails only on a surrogate; cheaper than the round trip below
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def rules_json(rules: tuple[str, ...]) -> str:
+    """The `rules` column: the names as a JSON array (cached per distinct tuple, up to a bound)."""
+    if not rules:
+        return _NO_RULES
+    text = _RULES_JSON.get(rules)
+    if text is None:
+        text = json.dumps(list(rules))
+        if len(_RULES_JSON) < _RULES_JSON_MAX:
+            _RULES_JSON[rules] = text
+    return text
 
 
 def post_row(record: PostRecord) -> tuple[Any, ...]:
     """The `posts` row for `record`, in `POST_COLUMNS` order. Datetimes become epoch seconds."""
     p = record.post
-    rules = json.dumps(list(record.rules)) if record.rules else _NO_RULES
     return (
         storable(p.uid),
         p.source,
@@ -103,7 +123,7 @@ def post_row(record: PostRecord) -> tuple[Any, ...]:
         p.replies,
         p.score,
         p.followers,
-        rules,
+        rules_json(record.rules),
         record.sentiment,
     )
 
