@@ -12,7 +12,9 @@ because a crisis is a spike, negative sentiment and crisis vocabulary at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -62,15 +64,33 @@ class Verdict(NamedTuple):
     signals: tuple[Signal, ...]
 
 
+# A rule's posts wait for its batched detectors (see `RuleDetector.batched`) until this many have
+# gathered or `BATCH_SECONDS` of engine time have passed, whichever comes first: a signal comes at
+# most that much later, and a busy rule's window detectors do their per-call work once per batch.
+BATCH_POSTS = 8
+BATCH_SECONDS = 1.0
+
+
 class _RuleState:
-    """One rule's detectors, with the settings each was built from (to keep them on reload)."""
+    """One rule's detectors, with the settings each was built from (to keep them on reload), and
+    the posts waiting for its batched detectors."""
+
+    __slots__ = ("all", "at_once", "batched", "detectors", "pending", "queued")
 
     def __init__(self) -> None:
         self.detectors: dict[str, tuple[BaseModel, RuleDetector]] = {}
-        self.all: tuple[RuleDetector, ...] = ()  # built once: this is walked for every matched post
+        self.all: tuple[RuleDetector, ...] = ()
+        # Built once, walked for every matched post: the detectors that see each post as it comes
+        # (viral growth, campaigns: they follow posts, not windows) and the batched ones.
+        self.at_once: tuple[RuleDetector, ...] = ()
+        self.batched: tuple[RuleDetector, ...] = ()
+        self.pending: list[Observation] = []
+        self.queued = False  # listed in `Engine._waiting`
 
     def seal(self) -> _RuleState:
         self.all = tuple(detector for _, detector in self.detectors.values())
+        self.at_once = tuple(d for d in self.all if not d.batched)
+        self.batched = tuple(d for d in self.all if d.batched)
         return self
 
 
@@ -84,6 +104,14 @@ class Engine:
         self.near_duplicates: NearDuplicateIndex | None = None
         self.campaign_rules: frozenset[str] = frozenset()
         self.stream: list[StreamDetector] = []
+        self._waiting: list[_RuleState] = []  # rules with posts pending for their batched detectors
+        self._flush_at = -math.inf  # engine time at which every pending batch is handed over
+        # Signals raised while handing batches over outside `observe` / `tick` (a snapshot, a
+        # reload): returned by the next call that returns signals.
+        self._held: list[Signal] = []
+        # The crisis vocabulary most rules share: a post's crisis words are found while its word
+        # list is still at hand (see `observe`).
+        self._crisis_words: frozenset[str] | None = None
         if config.source_silence.enabled:
             self.stream.append(SourceSilenceDetector(config.source_silence))
         if config.new_cashtag.enabled:
@@ -99,6 +127,7 @@ class Engine:
     # -- rules ------------------------------------------------------------------------------------
     def load_rules(self, rules: Sequence[RuleConfig]) -> None:
         """(Re)build the matcher; a rule's detectors whose settings did not change keep their state."""
+        self._held += self.flush()
         self.matcher = RuleMatcher(rules)
         resolved = {
             rule.name: {
@@ -122,6 +151,7 @@ class Engine:
                     state.detectors[kind] = (settings, RULE_DETECTORS[kind](name, settings, self))
             kept[name] = state.seal()
         self.rules = kept
+        self._crisis_words = _most_shared_crisis_words(kept.values())
 
     def _share_near_duplicates(self, settings: list[Any]) -> None:
         """One near-duplicate index for every rule's campaign detector (kept on a reload that does
@@ -140,6 +170,8 @@ class Engine:
             self.near_duplicates = wanted
 
     def detectors(self, rule: str) -> dict[str, RuleDetector]:
+        """The rule's detectors by kind, with every post seen so far handed over to them."""
+        self._held += self.flush()
         state = self.rules.get(rule)
         return {} if state is None else {kind: d for kind, (_, d) in state.detectors.items()}
 
@@ -158,9 +190,14 @@ class Engine:
     ) -> Verdict:
         """Step two: feed a post (matched and scored, or not matched) to the detectors. `facts` are
         what the sentiment worker worked out beside the score (words, fingerprint), if it did."""
-        signals: list[Signal] = []
+        signals: list[Signal] = self._held
+        if signals:
+            self._held = []
         for watcher in self.stream:
             signals += watcher.observe(now, post, ())
+        if now >= self._flush_at:
+            signals += self.flush()
+            self._flush_at = now + BATCH_SECONDS
         if not matched:
             return Verdict((), None, tuple(signals))
         obs = Observation(now, post, sentiment)
@@ -170,17 +207,53 @@ class Engine:
         index = self.near_duplicates
         if index is not None and not self.campaign_rules.isdisjoint(names):
             obs.cluster = index.place(obs, names)  # once for all the rules' campaign detectors
+        if self._crisis_words is not None:
+            obs.found(self._crisis_words)  # kept by `release`, for the batched crisis detectors
         rules = self.rules
+        waiting = self._waiting
         for name in names:
             state = rules.get(name)
             if state is None:
                 continue
-            for detector in state.all:
+            for detector in state.at_once:
                 fired = detector.observe(obs)
                 if fired:
                     signals += self._with_composites(state, fired)
+            if state.batched:
+                pending = state.pending
+                if pending and now < pending[-1].ts:
+                    signals += self._hand_over(state)  # a batch never goes back in time
+                    pending = state.pending
+                pending.append(obs)
+                if len(pending) >= BATCH_POSTS:
+                    signals += self._hand_over(state)
+                elif not state.queued:
+                    state.queued = True
+                    waiting.append(state)
         obs.release()
         return Verdict(names, sentiment, tuple(signals))
+
+    def _hand_over(self, state: _RuleState) -> list[Signal]:
+        """Give the rule's batched detectors its pending posts."""
+        batch = state.pending
+        if not batch:
+            return []
+        state.pending = []
+        signals: list[Signal] = []
+        for detector in state.batched:
+            fired = detector.observe_many(batch)
+            if fired:
+                signals += self._with_composites(state, fired)
+        return signals
+
+    def flush(self) -> list[Signal]:
+        """Hand every pending batch over now (the engine does it every `BATCH_SECONDS` by itself)."""
+        signals: list[Signal] = []
+        waiting, self._waiting = self._waiting, []
+        for state in waiting:
+            state.queued = False
+            signals += self._hand_over(state)
+        return signals
 
     def _with_composites(self, state: _RuleState, fired: list[Signal]) -> list[Signal]:
         """Tell the rule's composite detectors (crisis) about its other signals."""
@@ -220,7 +293,8 @@ class Engine:
 
     def tick(self, now: float) -> list[Signal]:
         """Let time pass with no post: windows close, silences are noticed."""
-        signals: list[Signal] = []
+        signals: list[Signal] = self._held + self.flush()
+        self._held = []
         for watcher in self.stream:
             signals += watcher.advance(now)
         if self.near_duplicates is not None:
@@ -234,6 +308,7 @@ class Engine:
 
     # -- state ------------------------------------------------------------------------------------
     def snapshot(self) -> str:
+        self._held += self.flush()  # the state of every post seen so far
         state: dict[str, Any] = {
             "version": SNAPSHOT_VERSION,
             "rules": {
@@ -252,6 +327,7 @@ class Engine:
         if state.get("version") != SNAPSHOT_VERSION:
             return 0
         restored = 0
+        self._held += self.flush()
         if self.near_duplicates is not None and state.get("near_duplicates"):
             self.near_duplicates.restore(state["near_duplicates"])
         for name, kinds in state.get("rules", {}).items():
@@ -268,3 +344,15 @@ class Engine:
             if stream_state:
                 detector.restore(stream_state)
         return restored
+
+
+def _most_shared_crisis_words(rules: Iterable[_RuleState]) -> frozenset[str] | None:
+    """The crisis vocabulary of the most rules (they share one instance: `shared_vocabulary`)."""
+    counts: Counter[frozenset[str]] = Counter()
+    for state in rules:
+        entry = state.detectors.get("crisis")
+        if entry is not None:
+            vocabulary = getattr(entry[1], "crisis_terms", None)
+            if isinstance(vocabulary, frozenset):
+                counts[vocabulary] += 1
+    return counts.most_common(1)[0][0] if counts else None

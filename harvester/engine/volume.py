@@ -11,6 +11,7 @@ Poisson floor on the variance so that quiet rules do not alarm on a handful of p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,16 @@ class _Bucket:
             self.authors.add(obs.post.author)
         self.evidence.add(obs, keep_examples)
 
+    def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
+        self.count += len(batch)
+        scores = [s for obs in batch if (s := obs.sentiment) is not None]
+        if scores:
+            self.sentiment_sum += sum(scores)
+            self.sentiment_n += len(scores)
+        if len(self.authors) < _MAX_AUTHORS_PER_BUCKET:
+            self.authors.update([obs.post.author for obs in batch])
+        self.evidence.add_many(batch, keep_examples)
+
 
 def poisson_tail(observed: int, expected: float) -> float:
     """P(X >= observed) for X ~ Poisson(expected), summed in log space (stable for large counts)."""
@@ -73,6 +84,7 @@ def _at(ts: float) -> datetime:
 
 class VolumeSpikeDetector(RuleDetector):
     kind = KIND
+    batched = True
 
     def __init__(
         self, rule: str, config: VolumeSpikeConfig, examples: int = 3, lateness: float = 0.0
@@ -153,6 +165,25 @@ class VolumeSpikeDetector(RuleDetector):
         bucket.add(obs, self.examples)
         self.window_count += 1
         return self.evaluate(ts)
+
+    def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
+        window = self.window
+        current = window.buckets[-1] if window.buckets else None
+        first, last = batch[0].ts, batch[-1].ts
+        # Nearly always the whole batch (a second of posts at most) is in the current bucket; the
+        # engine keeps a batch in time order, so its first and last post say so. Else one by one.
+        if (
+            current is None
+            or self._resumed
+            or int(first // window.width) != current.index
+            or int(last // window.width) != current.index
+        ):
+            return super().observe_many(batch)
+        window.newest = max(window.newest, last)
+        current.add_many(batch, self.examples)
+        self.window_count += len(batch)
+        signal = self.evaluate(last)
+        return [signal] if signal is not None else []
 
     def evaluate(self, ts: float) -> Signal | None:
         cfg = self.config

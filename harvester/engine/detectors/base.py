@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,8 +46,8 @@ class Throttle:
         self.pending = 0
         self.until = -math.inf
 
-    def due(self, ts: float) -> bool:
-        self.pending += 1
+    def due(self, ts: float, posts: int = 1) -> bool:
+        self.pending += posts
         if self.pending < self.every and ts < self.until:
             return False
         self.pending = 0
@@ -78,6 +79,7 @@ class Observation:
         "_vocabulary",
         "_words",
         "cluster",
+        "engagement",
         "post",
         "sentiment",
         "ts",
@@ -87,6 +89,7 @@ class Observation:
         self.ts = ts  # engine time, epoch seconds
         self.post = post
         self.sentiment = sentiment  # VADER compound, -1..1
+        self.engagement = post.engagement  # read by several detectors of every rule the post matched
         self._terms = terms
         self._words: list[str] | None = None
         self._fingerprint: int | None = None
@@ -151,6 +154,11 @@ def finite(value: float) -> float | None:
 
 class RuleDetector(ABC):
     kind: ClassVar[str]
+    # A detector that only folds posts into time buckets and judges the window says so here: the
+    # engine then hands it a rule's posts a few at a time (`observe_many`: at most a second of
+    # engine time or `Engine.BATCH_POSTS` posts late), and it pays its per-call costs (finding the
+    # bucket, judging the window) once per batch instead of once per post.
+    batched: ClassVar[bool] = False
 
     def __init__(self, rule: str) -> None:
         self.rule = rule
@@ -158,6 +166,14 @@ class RuleDetector(ABC):
     @abstractmethod
     def observe(self, obs: Observation) -> list[Signal]:
         """A matched post arrived."""
+
+    def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
+        """Several matched posts of this rule, oldest first (engine time never goes back in a batch).
+        Detectors with `batched` override this with a cheaper equivalent."""
+        signals: list[Signal] = []
+        for obs in batch:
+            signals += self.observe(obs)
+        return signals
 
     def advance(self, ts: float) -> list[Signal]:
         """Time moved to `ts` with no post for this rule."""

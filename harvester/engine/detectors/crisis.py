@@ -23,6 +23,7 @@ costs a few counter updates and no check.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,6 +86,7 @@ class _Spike:
 
 class CrisisDetector(RuleDetector):
     kind = KIND
+    batched = True
 
     def __init__(self, rule: str, config: CrisisConfig, examples: int = 3) -> None:
         super().__init__(rule)
@@ -169,6 +171,39 @@ class CrisisDetector(RuleDetector):
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
         return self._check(ts) if self.throttle.due(ts) else []
+
+    def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
+        window = self.window
+        current = window.buckets[-1] if window.buckets else None
+        # As `observe`, post by post, unless the whole batch is in the current bucket (the usual
+        # case: see `VolumeSpikeDetector.observe_many`).
+        if (
+            current is None
+            or window.index_of(batch[0].ts) != current.index
+            or window.index_of(batch[-1].ts) != current.index
+        ):
+            return super().observe_many(batch)
+        last = batch[-1].ts
+        window.newest = max(window.newest, last)
+        current.posts += len(batch)
+        scores = [s for obs in batch if (s := obs.sentiment) is not None]
+        if scores:
+            current.scored += len(scores)
+            current.sentiment_sum += sum(scores)
+        if len(current.authors) < _MAX_AUTHORS_PER_BUCKET:
+            current.authors.update([obs.post.author for obs in batch])
+        vocabulary = self.crisis_terms
+        with_terms = [(obs, found) for obs in batch if (found := obs.found(vocabulary))]
+        if with_terms:
+            current.crisis_posts += len(with_terms)
+            counts = current.crisis_terms
+            for _, found in with_terms:
+                for term in found:
+                    counts[term] = counts.get(term, 0) + 1
+            current.evidence.add_many([obs for obs, _ in with_terms], self.examples)
+        if self.spike is None:
+            return []
+        return self._check(last) if self.throttle.due(last, len(batch)) else []
 
     def note_signal(self, signal: Signal) -> list[Signal]:
         """Another detector's signal for this rule; a volume spike arms the composite."""

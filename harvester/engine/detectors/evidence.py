@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,6 @@ class Tally:
     seen: int = 0
 
     def add(self, obs: Observation, keep_examples: int) -> None:
-        post = obs.post
         sample = self.sample
         if len(sample) < SAMPLE_SIZE:
             sample.append(obs)
@@ -42,13 +42,39 @@ class Tally:
             sample[self.seen % SAMPLE_SIZE] = obs
         self.seen += 1
         examples = self.examples
-        engagement = post.engagement
+        engagement = obs.engagement
         if len(examples) < keep_examples:
-            heapq.heappush(examples, (engagement, post.uid))
+            heapq.heappush(examples, (engagement, obs.post.uid))
         elif engagement >= examples[0][0]:  # most posts stop here, before building a tuple
-            item = (engagement, post.uid)
+            item = (engagement, obs.post.uid)
             if item > examples[0]:
                 heapq.heapreplace(examples, item)
+
+    def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
+        """`add` each of `batch`, in order (the same result, with the loop overheads paid once)."""
+        sample = self.sample
+        room = SAMPLE_SIZE - len(sample)
+        if room >= len(batch):
+            sample.extend(batch)
+            self.seen += len(batch)
+        else:
+            seen = self.seen
+            for obs in batch:
+                if len(sample) < SAMPLE_SIZE:
+                    sample.append(obs)
+                else:
+                    sample[seen % SAMPLE_SIZE] = obs
+                seen += 1
+            self.seen = seen
+        examples = self.examples
+        for obs in batch:
+            engagement = obs.engagement
+            if len(examples) < keep_examples:
+                heapq.heappush(examples, (engagement, obs.post.uid))
+            elif engagement >= examples[0][0]:
+                item = (engagement, obs.post.uid)
+                if item > examples[0]:
+                    heapq.heapreplace(examples, item)
 
 
 def top_terms(tallies: list[Tally], count: int = TOP_TERMS) -> list[list[Any]]:

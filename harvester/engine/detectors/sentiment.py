@@ -39,6 +39,8 @@ signal of an event sees its first seconds mixed with the calm before, and unders
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Final
@@ -117,6 +119,7 @@ class SentimentShiftDetector(RuleDetector):
     """Signals of kind `sentiment_drop`, and `sentiment_surge` when the config asks for surges."""
 
     kind = DROP
+    batched = True
 
     def __init__(self, rule: str, config: SentimentShiftConfig, examples: int = 3) -> None:
         super().__init__(rule)
@@ -242,6 +245,39 @@ class SentimentShiftDetector(RuleDetector):
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
         return self._evaluate(obs.ts) if self.warmed_up and self.throttle.due(obs.ts) else []
+
+    def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
+        window = self.window
+        current = window.buckets[-1] if window.buckets else None
+        width = self.config.bucket
+        # The usual case, the whole batch in the current bucket (see `VolumeSpikeDetector`): the
+        # same sums as `observe` post by post, one judgement at the end. Else one by one.
+        if current is None or math.floor(batch[0].ts / width) != current.index:
+            return super().observe_many(batch)
+        last = batch[-1].ts
+        if math.floor(last / width) != current.index:
+            return super().observe_many(batch)
+        window.newest = max(window.newest, last)
+        scored = [obs for obs in batch if obs.sentiment is not None]
+        if not scored:
+            return []
+        scores: list[float] = [obs.sentiment for obs in scored]  # type: ignore[misc]
+        current.n += len(scores)
+        current.total += sum(scores)
+        current.squares += sum(map(operator.mul, scores, scores))
+        if len(current.authors) < _MAX_AUTHORS_PER_BUCKET:
+            current.authors.update([obs.post.author for obs in scored])
+        negative = [obs for obs, score in zip(scored, scores, strict=True) if score <= -NEUTRAL_BAND]
+        if negative:
+            current.negative_posts += len(negative)
+            current.negative.add_many(negative, self.examples)
+        positive = [obs for obs, score in zip(scored, scores, strict=True) if score >= NEUTRAL_BAND]
+        if positive:
+            current.positive_posts += len(positive)
+            current.positive.add_many(positive, self.examples)
+        if self.warmed_up and self.throttle.due(last, len(scores)):
+            return self._evaluate(last)
+        return []
 
     # -- the test ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ The same watch serves rules (a `RuleDetector`) and sources (one watch per source
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,12 @@ class GapWatch:
             if minute.index != self.minutes.partial_index:
                 self.rate.learn(minute.count)
 
-    def seen(self, ts: float) -> None:
+    def seen(self, ts: float, posts: int = 1) -> None:
+        """`posts` posts arrived, the newest at `ts` (several: a batch, all in the minute of `ts`)."""
         minutes = self.minutes
         current = minutes.buckets[-1] if minutes.buckets else None
         if current is not None and current.index == int(ts // MINUTE):  # hot path: same minute
-            current.count += 1
+            current.count += posts
             minutes.newest = max(minutes.newest, ts)
             self.last_post = max(self.last_post, ts)
             self.signalled_gap = False
@@ -56,7 +58,7 @@ class GapWatch:
         self._learn_until(ts)
         bucket = self.minutes.bucket_for(ts)
         if bucket is not None:
-            bucket.count += 1
+            bucket.count += posts
         self.last_post = max(self.last_post, ts)
         self.signalled_gap = False
 
@@ -121,6 +123,7 @@ class GapWatch:
 
 class SilenceDetector(RuleDetector):
     kind = KIND
+    batched = True
 
     def __init__(self, rule: str, config: SilenceConfig) -> None:
         super().__init__(rule)
@@ -128,6 +131,15 @@ class SilenceDetector(RuleDetector):
 
     def observe(self, obs: Observation) -> list[Signal]:
         self.watch.seen(obs.ts)
+        return []
+
+    def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
+        last = batch[-1].ts
+        if int(batch[0].ts // MINUTE) == int(last // MINUTE):
+            self.watch.seen(last, len(batch))
+        else:
+            for obs in batch:
+                self.watch.seen(obs.ts)
         return []
 
     def advance(self, ts: float) -> list[Signal]:
