@@ -4,19 +4,26 @@ The text is read once for all rules together, so the cost per post depends on th
 many rules or keywords there are. (One `re` alternation of every keyword, the obvious design, tries
 every alternative at every position: its cost grows with the number of keywords.)
 
-1. The post's words (runs of `\\w`) are found once and case-folded into a set. The single-word
-   entries of every rule (keywords, all_of and exclude alike) live in one set, and one set
-   intersection, done in C, finds those that occur: 10,000 keywords cost what ten do.
+1. The post's words (runs of `\\w`) are cut out of the case-folded text once: a byte table turns
+   every ASCII character that is not a word character into a space and `split()` does the rest, in
+   C (a third of the cost of `re.findall`); the few pieces with other characters in them (emoji,
+   accents) go through the `\\w+` pattern. Every word any entry needs (single-word keywords,
+   all_of and exclude entries, the words of every phrase, the symbols) lives in one set, and one
+   intersection with the post's words, done in C, keeps the few that matter: 10,000 keywords cost
+   what ten do, and the rest of the work is on that small set.
 2. A phrase ("acme air") or an entry with characters other than letters and digits ("c++",
    "#acme", "at&t") is confirmed by its own small regex, run only when every word of the entry
    occurs in the post; an entry with no word at all (an emoji) is always checked. So phrases need
-   whitespace between their words ("acme. air" is not "acme air") without a scan per phrase.
+   whitespace between their words ("acme. air" is not "acme air") without a scan per phrase. Each
+   entry is filed under one of its words, the one the fewest other entries use ("acme" for "acme
+   air outage", not "outage", which a thousand rules may pair with their brand): a word shared by
+   many entries is likely a common one, and a post that has it would make them all be checked.
 3. Cashtags are pulled out by one pattern when the text holds a "$"; bare symbols are looked up,
    case-sensitively, among the post's words as written.
 4. The rules those hit, plus the match_all rules, are the candidates. A candidate is kept when its
-   source and language filters pass, every all_of entry was found and no exclude entry was. A
-   rule's own regexes run only for that rule, and only when nothing else matched it and its
-   filters, all_of and exclude already pass.
+   source and language filters pass, every all_of entry was found and no exclude entry was (most
+   rules have none of these, and are kept without a look). A rule's own regexes run only for that
+   rule, and only when nothing else matched it and its filters, all_of and exclude already pass.
 
 Keywords match whole words, so a keyword also matches inside a hashtag or mention made of just that
 word: `acme` matches "#acme" and "@acme", not "#acmeair" (list `acmeair` for that); the keyword
@@ -26,23 +33,57 @@ word: `acme` matches "#acme" and "@acme", not "#acmeair" (list `acmeair` for tha
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 
 from harvester.config.schema import RuleConfig
 from harvester.models import Post
 
 _WORD = re.compile(r"\w+")
+# For `word_runs`: an ASCII character that `\w` does not match becomes a space. Bytes of non-ASCII
+# characters are kept, so their pieces stay whole for `_WORD` to cut.
+_NOT_WORD_TO_SPACE = bytes(
+    byte if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_") else ord(" ") for byte in range(256)
+)
 # Group references change meaning when patterns are joined into one alternation.
 _GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
-# A trailing "." is the end of the sentence ("buying $BTC."), not part of the symbol ($BRK.B).
-_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9.]{0,9})(?![A-Za-z0-9])")
+# A trailing "." is the end of the sentence ("buying $BTC."), not part of the symbol ($BRK.B). The
+# "$" comes first and the look behind it after (see `_whole`): "$" not after a word character or "$".
+_CASHTAG = re.compile(r"\$(?<![\w$]\$)([A-Za-z][A-Za-z0-9.]{0,9})(?![A-Za-z0-9])")
 
 
 def term_key(term: str) -> str:
     """How an entry is compared: case-folded, with each run of whitespace made one space."""
     return " ".join(term.casefold().split())
+
+
+def _whole(term: str) -> re.Pattern[str]:
+    """`term` (its parts separated by any whitespace) where no word character is next to it.
+
+    The look-behind for a word character before the term comes after the term's first part:
+    `acme(?<!\\wacme)` means what `(?<!\\w)acme` means, but a pattern that starts with a literal is
+    searched by skipping ahead to that literal in C, where one that starts with an assertion is tried
+    at every position of the text: ten times slower on a post."""
+    first, *rest = (re.escape(part) for part in term.split())
+    body = "".join(rf"\s+{part}" for part in rest)
+    return re.compile(rf"{first}(?<!\w{first}){body}(?!\w)")
+
+
+def word_runs(text: str) -> list[str]:
+    """Every run of `\\w` in `text` (maybe more than once), and maybe pieces that hold a character
+    `\\w` does not match: such a piece equals no word, so a lookup of words in the list is exact.
+
+    Splitting at ASCII non-word characters and at whitespace (never a word character) leaves pieces
+    bounded by non-word characters: an ASCII piece is a whole run, a piece with other characters
+    is cut by `_WORD` too. Cheaper than `_WORD.findall(text)`, with the same words."""
+    pieces = text.encode().translate(_NOT_WORD_TO_SPACE).decode().split()
+    if text.isascii():
+        return pieces
+    for piece in [piece for piece in pieces if not piece.isascii()]:
+        pieces += _WORD.findall(piece)
+    return pieces
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,36 +100,48 @@ class TermFinder:
 
     def __init__(self, terms: Iterable[str]) -> None:
         self._words: set[str] = set()
-        self._by_anchor: dict[str, list[_Confirmed]] = defaultdict(list)
+        confirmed: dict[frozenset[str], list[_Confirmed]] = defaultdict(list)
         self._always: list[_Confirmed] = []
-        for key in {term_key(term) for term in terms}:
+        for key in sorted({term_key(term) for term in terms}):
             words = _WORD.findall(key)
             if words == [key]:
                 self._words.add(key)
                 continue
-            body = r"\s+".join(re.escape(part) for part in key.split(" "))
-            confirmed = _Confirmed(key, frozenset(words), re.compile(rf"(?<!\w){body}(?!\w)"))
+            entry = _Confirmed(key, frozenset(words), _whole(key))
             if words:
-                # The longest word is the rarest in practice: it gates the regex best.
-                self._by_anchor[max(words, key=len)].append(confirmed)
+                confirmed[entry.words].append(entry)  # "at&t" and "at t" have the same words
             else:
-                self._always.append(confirmed)
-        self._anchors = set(self._by_anchor)
+                self._always.append(entry)
+        self._by_words = {words: tuple(entries) for words, entries in confirmed.items()}
+        # How many entries a word is in (a keyword of its own counts too): the fewer, the rarer the
+        # word is likely to be in posts, and the fewer entries a post with it makes us look at.
+        uses = Counter(word for word_set, entries in confirmed.items() for word in word_set for _ in entries)
+        uses.update(self._words)
+        by_anchor: dict[str, list[frozenset[str]]] = defaultdict(list)
+        for word_set in self._by_words:
+            # Among equally rare words the longest, then the first: the same anchor every build.
+            by_anchor[min(word_set, key=lambda word: (uses[word], -len(word), word))].append(word_set)
+        # The word sets filed under each anchor: `find` tests them all in C (map, chain, filter).
+        self._by_anchor = {anchor: tuple(word_sets) for anchor, word_sets in by_anchor.items()}
+        self._anchors = frozenset(self._by_anchor)
+        #: Every word that can make an entry occur: `find` needs to know which of these a text has.
+        self.vocabulary = frozenset(self._words.union(*self._by_words))
 
-    def find(self, folded: str, words: set[str]) -> set[str]:
-        """The keys (see `term_key`) of the entries in `folded`, a case-folded text whose words
-        (runs of `\\w`) are `words`."""
-        found = words & self._words
-        anchors = words & self._anchors
-        if not (anchors or self._always):
-            return found
-        for anchor in anchors:
-            for entry in self._by_anchor[anchor]:
-                if entry.words <= words and entry.regex.search(folded):
+    def find(self, folded: str, seen: set[str] | frozenset[str]) -> set[str]:
+        """The keys (see `term_key`) of the entries in `folded`, a case-folded text. `seen` are its
+        words (runs of `\\w`) that are in `vocabulary` (others may be there too)."""
+        found = self._words & seen  # a set, which `seen` need not be
+        if self._always:
+            for entry in self._always:
+                if entry.regex.search(folded):
                     found.add(entry.key)
-        for entry in self._always:
-            if entry.regex.search(folded):
-                found.add(entry.key)
+        anchors = self._anchors.intersection(seen)
+        if anchors:
+            filed = chain.from_iterable(map(self._by_anchor.__getitem__, anchors))
+            for word_set in filter(seen.issuperset, filed):
+                for entry in self._by_words[word_set]:
+                    if entry.regex.search(folded):
+                        found.add(entry.key)
         return found
 
 
@@ -167,7 +220,7 @@ class RuleMatcher:
             for tag in set(rule.cashtags):
                 self._by_cashtag[tag].append(index)
             for symbol in set(rule.symbols):
-                pattern = re.compile(rf"(?<!\w){re.escape(symbol)}(?!\w)")
+                pattern = _whole(symbol)
                 self._by_symbol.setdefault(symbol.casefold(), (pattern, []))[1].append(index)
             if compiled.regexes:
                 self._with_regex.append(index)
@@ -176,31 +229,46 @@ class RuleMatcher:
             terms.update(rule.keywords, rule.all_of, rule.exclude)
         self._terms = TermFinder(terms)
         self._symbols = frozenset(self._by_symbol)
+        self._vocabulary = self._terms.vocabulary | self._symbols
         self._regex_hint = _any_of(patterns)
+        # The rules with an all_of, exclude, source or language filter: a candidate of the others is
+        # a match as it stands.
+        self._filtered = frozenset(
+            index
+            for index, rule in enumerate(self.rules)
+            if rule.all_of or rule.exclude or rule.sources or rule.langs
+        )
 
     def match(self, post: Post) -> list[CompiledRule]:
         text = post.text
-        folded = text.casefold()
-        words = set(_WORD.findall(folded))
-        found = self._terms.find(folded, words)
-        candidates: set[int] = set(self._match_all)
-        for key in found:
-            hits = self._by_term.get(key)
-            if hits:
-                candidates.update(hits)
+        # The same on ASCII text, and `lower` has a fast path for it that `casefold` has not.
+        folded = text.lower() if text.isascii() else text.casefold()
+        # The post's words that some entry or symbol needs; all the later steps look only at these.
+        seen = self._vocabulary.intersection(word_runs(folded))
+        found = self._terms.find(folded, seen)
+        # The rules of every term found (an all_of or exclude entry may have none), gathered in C.
+        by_term = map(self._by_term.get, found, repeat(()))
+        candidates = set(chain(self._match_all, chain.from_iterable(by_term)))
         if self._by_cashtag and "$" in text:
             for tag in _CASHTAG.findall(text):
                 hits = self._by_cashtag.get(tag.rstrip(".").upper())
                 if hits:
                     candidates.update(hits)
-        for symbol_key in self._symbols & words:
-            pattern, hits = self._by_symbol[symbol_key]
-            if pattern.search(text):
-                candidates.update(hits)
-        rules = self.rules
+        if self._symbols:
+            for symbol_key in self._symbols.intersection(seen):
+                pattern, hits = self._by_symbol[symbol_key]
+                if pattern.search(text):
+                    candidates.update(hits)
         if self._with_regex:
             self._match_regexes(post, found, candidates)
-        return [rule for index in sorted(candidates) if (rule := rules[index]).accepts(post, found)]
+        rules = self.rules
+        in_order = sorted(candidates) if len(candidates) > 1 else candidates
+        if self._filtered.isdisjoint(candidates):
+            return list(map(rules.__getitem__, in_order))
+        filtered = self._filtered
+        return [
+            rules[index] for index in in_order if index not in filtered or rules[index].accepts(post, found)
+        ]
 
     def _match_regexes(self, post: Post, found: set[str], candidates: set[int]) -> None:
         """Add the rules that only their regexes match. A regex costs a scan of the text, so: one
@@ -214,7 +282,7 @@ class RuleMatcher:
             if index in candidates:
                 continue
             rule = self.rules[index]
-            if not rule.accepts(post, found):
+            if index in self._filtered and not rule.accepts(post, found):
                 continue
             for pattern in rule.regexes:
                 hit = searched.get(pattern)
