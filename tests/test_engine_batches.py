@@ -84,13 +84,22 @@ def test_batched_detectors_raise_the_same_signals_at_most_a_batch_later() -> Non
         batched += [(ts, signal) for signal in verdict.signals]
     direct = _post_by_post(posts)
     assert {s.kind for _, s in direct} >= {"volume_spike", "sentiment_drop", "crisis"}
-    # The same events, each within a batch of when it was seen post by post (either way: post by
-    # post, a busy window is judged every 8th post or second, see `Throttle`; a batch at its end).
-    by_id = {signal.id: ts for ts, signal in batched}
-    assert len(by_id) == len(direct)
-    for ts, signal in direct:
-        assert signal.id in by_id, signal.summary
-        assert abs(by_id[signal.id] - ts) <= BATCH_SECONDS + 1.0  # + the gap to the next post
+
+    # The same events, each first signalled within a batch of when it was post by post (either
+    # way: post by post, a busy window is judged every 8th post or second, see `Throttle`; a batch
+    # at its end). A batch may see an event already at the severity post by post reached only by
+    # escalating, so it may need fewer signals, never more.
+    def first_by_kind(signals: list[tuple[float, Signal]]) -> dict[str, float]:
+        first: dict[str, float] = {}
+        for ts, signal in signals:
+            first.setdefault(signal.kind, ts)
+        return first
+
+    expected, got = first_by_kind(direct), first_by_kind(batched)
+    assert expected.keys() == got.keys()
+    for kind, ts in expected.items():
+        assert abs(got[kind] - ts) <= BATCH_SECONDS + 1.0, kind  # + the gap to the next post
+    assert 0 < len(batched) <= len(direct)
 
 
 def test_state_includes_pending_posts_and_their_signals_are_not_lost() -> None:

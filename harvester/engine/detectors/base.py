@@ -155,8 +155,8 @@ def finite(value: float) -> float | None:
 class RuleDetector(ABC):
     kind: ClassVar[str]
     # A detector that only folds posts into time buckets and judges the window says so here: the
-    # engine then hands it a rule's posts a few at a time (`observe_many`: at most a second of
-    # engine time or `Engine.BATCH_POSTS` posts late), and it pays its per-call costs (finding the
+    # engine then hands it a rule's posts a few at a time (`observe_many`, a little later: see
+    # `BATCH_SECONDS` in `harvester.engine.engine`), and it pays its per-call costs (finding the
     # bucket, judging the window) once per batch instead of once per post.
     batched: ClassVar[bool] = False
 
