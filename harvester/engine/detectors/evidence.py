@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from harvester.engine.detectors.base import Observation
 
 TOP_TERMS = 10
-# Posts kept per tally for the top terms. The newest replace the oldest, so a bucket's sample leans
-# to its latest posts, which is where an event that just started shows.
+# Posts kept per tally for the top terms: the newest, so a bucket's sample leans to its latest
+# posts, which is where an event that just started shows.
 SAMPLE_SIZE = 24
 
 
@@ -31,50 +31,30 @@ class Tally:
 
     # (engagement, uid) min-heap: the root is the least engaged of the kept examples.
     examples: list[tuple[int, str]] = field(default_factory=list)
-    sample: list[Observation] = field(default_factory=list)
+    sample: list[Observation] = field(default_factory=list)  # the newest SAMPLE_SIZE, oldest first
     seen: int = 0
 
     def add(self, obs: Observation, keep_examples: int) -> None:
-        sample = self.sample
-        if len(sample) < SAMPLE_SIZE:
-            sample.append(obs)
-        else:
-            sample[self.seen % SAMPLE_SIZE] = obs
-        self.seen += 1
-        examples = self.examples
-        engagement = obs.engagement
-        if len(examples) < keep_examples:
-            heapq.heappush(examples, (engagement, obs.post.uid))
-        elif engagement >= examples[0][0]:  # most posts stop here, before building a tuple
-            item = (engagement, obs.post.uid)
-            if item > examples[0]:
-                heapq.heapreplace(examples, item)
+        self.add_many((obs,), keep_examples)
 
     def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
-        """`add` each of `batch`, in order (the same result, with the loop overheads paid once)."""
+        """Count `batch` (oldest first) in: the sample keeps the newest posts, the heap the most engaged."""
         sample = self.sample
-        room = SAMPLE_SIZE - len(sample)
-        if room >= len(batch):
-            sample.extend(batch)
-            self.seen += len(batch)
-        else:
-            seen = self.seen
-            for obs in batch:
-                if len(sample) < SAMPLE_SIZE:
-                    sample.append(obs)
-                else:
-                    sample[seen % SAMPLE_SIZE] = obs
-                seen += 1
-            self.seen = seen
+        sample.extend(batch)
+        if len(sample) > SAMPLE_SIZE:
+            del sample[: len(sample) - SAMPLE_SIZE]
+        self.seen += len(batch)
         examples = self.examples
+        if len(examples) >= keep_examples:
+            # Most posts are less engaged than every kept example: one comparison each, in C.
+            floor = examples[0][0]
+            batch = [obs for obs in batch if obs.engagement >= floor]
         for obs in batch:
-            engagement = obs.engagement
+            item = (obs.engagement, obs.post.uid)
             if len(examples) < keep_examples:
-                heapq.heappush(examples, (engagement, obs.post.uid))
-            elif engagement >= examples[0][0]:
-                item = (engagement, obs.post.uid)
-                if item > examples[0]:
-                    heapq.heapreplace(examples, item)
+                heapq.heappush(examples, item)
+            elif item > examples[0]:
+                heapq.heapreplace(examples, item)
 
 
 def top_terms(tallies: list[Tally], count: int = TOP_TERMS) -> list[list[Any]]:
