@@ -30,7 +30,7 @@ from harvester.engine.sentiment_pool import SentimentPool, default_workers
 from harvester.health import HealthRegistry, SourceState
 from harvester.metrics import Metrics
 from harvester.models import Severity, Signal
-from harvester.pipeline import LatencyHook, Processor, drain
+from harvester.pipeline import LatencyHook, Processor, drain, tuned_gc
 from harvester.plugins import SINKS, SOURCES
 from harvester.queues import BoundedQueue, FullPolicy
 from harvester.reload import schedule_reload
@@ -135,7 +135,8 @@ class App:
             sinks = self.sinks = self._build_sinks()
             for sink in sinks.values():
                 await sink.start()
-            await self._run_stages(store, sinks)
+            with tuned_gc():
+                await self._run_stages(store, sinks)
         finally:
             for sink in (self.sinks or sinks).values():
                 with contextlib.suppress(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from harvester.models import Post, Signal
 
@@ -47,9 +47,11 @@ OUTBOX_COLUMNS = (
 _NO_RULES = "[]"
 
 
-@dataclass(frozen=True, slots=True)
-class PostRecord:
-    """What the pipeline hands the store for one post: the post and what the engine made of it."""
+class PostRecord(NamedTuple):
+    """What the pipeline hands the store for one post: the post and what the engine made of it.
+
+    A NamedTuple, not a frozen dataclass: one is built per stored post, and a frozen dataclass's
+    `__init__` (an `object.__setattr__` call per field) costs several times as much."""
 
     post: Post
     rules: tuple[str, ...]  # names of the rules it matched (may be empty)
