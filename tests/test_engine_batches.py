@@ -142,3 +142,18 @@ def test_a_post_older_than_the_pending_batch_is_not_folded_out_of_order() -> Non
     volume = engine.detectors("acme")["volume_spike"]
     assert isinstance(volume, VolumeSpikeDetector)
     assert [b.count for b in volume.buckets] == [2, 3]
+
+
+def test_ticks_hand_batches_over_only_once_they_are_due() -> None:
+    engine = Engine([RuleConfig(name="acme", keywords=["acme"])], _config())
+    state = engine.rules["acme"]
+    t0 = T0.timestamp()
+    engine.tick(t0)  # the daemon ticks every second, posts or not
+    post = make_post(1, "acme")
+    engine.observe(post, engine.match(post), 0.0, t0 + 0.1)
+    engine.tick(t0 + 1.0)
+    assert len(state.pending) == 1  # a tick a second later leaves the young batch to grow
+    engine.tick(t0 + BATCH_SECONDS + 0.1)
+    assert state.pending == []
+    volume = engine.rules["acme"].detectors["volume_spike"][1]
+    assert isinstance(volume, VolumeSpikeDetector) and volume.window_count == 1

@@ -296,14 +296,18 @@ class Engine:
     def tick(self, now: float) -> list[Signal]:
         """Let time pass with no post: windows close, silences are noticed."""
         signals, self._held = self._held, []
-        signals += self.flush()
+        if now >= self._flush_at:
+            signals += self.flush()
+            self._flush_at = now + BATCH_SECONDS
         for watcher in self.stream:
             signals += watcher.advance(now)
         if self.near_duplicates is not None:
             self.near_duplicates.expire(now)
         for state in self.rules.values():
             fired: list[Signal] = []
-            for detector in state.all:
+            # A rule with posts still pending is not quiet, and its window detectors must see those
+            # posts before time moves past them: they catch up when the batch is handed over.
+            for detector in state.at_once if state.pending else state.all:
                 fired += detector.advance(now)
             signals += self._with_composites(state, fired)
         return signals
