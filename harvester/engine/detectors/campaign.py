@@ -24,8 +24,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from harvester.config.detectors import CampaignConfig
@@ -62,6 +63,10 @@ class _Cluster:
     fired_rank: int = -1
     cooldown_until: float = -math.inf
     campaign: int | None = None  # seed of the cluster whose signal covers this one
+    # Whether `authors` is in the order of their times (no late post came yet), and the newest time:
+    # while it is, the first account is the least recent, and once it is in the window all are.
+    ordered: bool = True
+    newest: float = -math.inf
 
     def add(self, post: Post, ts: float, examples: int) -> None:
         self.posts += 1
@@ -70,6 +75,10 @@ class _Cluster:
         if previous is not None or len(self.authors) < _MAX_AUTHORS:
             seen = ts if previous is None else max(ts, previous[0])
             self.authors[post.author] = (seen, post.followers)
+            if seen < self.newest:
+                self.ordered = False
+            else:
+                self.newest = seen
         if self.posts == 1:
             self.reacts_to = post.ref
         elif post.ref != self.reacts_to:
@@ -93,6 +102,11 @@ class _Cluster:
         # A late post can leave an old entry behind a newer one, so count exactly.
         return [(a, f) for a, (seen, f) in self.authors.items() if seen >= cutoff]
 
+    def all_since(self, cutoff: float) -> bool:
+        """Whether every account posted here at `cutoff` or later, known without looking at them all."""
+        authors = self.authors
+        return self.ordered and (not authors or next(iter(authors.values()))[0] >= cutoff)
+
     @property
     def reaction_wave(self) -> bool:
         return bool(self.reacts_to)
@@ -114,6 +128,9 @@ class _Cluster:
         cluster.cooldown_until = -math.inf if until is None else float(until)
         cluster.campaign = None if campaign is None else int(campaign)
         cluster.authors = {str(a): (float(seen), f) for a, seen, f in authors}
+        times = [seen for seen, _ in cluster.authors.values()]
+        cluster.ordered = all(a <= b for a, b in pairwise(times))
+        cluster.newest = max(times, default=-math.inf)
         return cluster
 
 
@@ -152,37 +169,58 @@ class CampaignDetector(RuleDetector):
         # The rule-wide MIN_COOLDOWN_S gap: a cluster ready while it runs waits here, not dropped.
         self.quiet_until = -math.inf
         self.waiting: dict[int, None] = {}
+        self._oldest_seen = math.inf  # last_seen of the first view in `clusters` (see `_note_oldest`)
+        self._window = config.window  # read for every post (a model's attribute costs more)
+        self._min_accounts = config.min_accounts
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self, obs: Observation) -> list[Signal]:
-        signals = self.advance(obs.ts)
+        # The common case, nearly every post of every rule, costs a few comparisons: time passes
+        # (views are forgotten, a held cluster fires) only when `advance` has something to do, and
+        # a post in a cluster too small for the rule and without a view of it is not looked at.
+        ts = obs.ts
+        if ts > self.now:  # noqa: PLR1730 (a call to max() costs more, on every post of every rule)
+            self.now = ts
+        busy = self.waiting or self.now - self._window > self._oldest_seen
+        signals = self.advance(ts) if busy else []
         if self.own_index is not None:
             obs.cluster = self.own_index.place(obs, (self.rule,))
         shared = obs.cluster
         if shared is None:
             return signals
+        cluster = self.clusters.get(shared.seed) if self.clusters else None
+        if cluster is None and shared.posts < self._min_accounts:
+            return signals  # fewer posts than accounts needed, as for nearly every post: nothing to do
+        signal = self._count(obs, shared, cluster)
+        self._note_oldest()
+        if signal is not None:
+            signals.append(signal)
+        return signals
+
+    def _count(self, obs: Observation, shared: NearDuplicates, cluster: _Cluster | None) -> Signal | None:
+        """Count a post of a shared cluster this rule has a view of, or that just grew big enough."""
         cfg, ts = self.config, obs.ts
-        cluster = self.clusters.get(shared.seed)
         if cluster is None:
-            if shared.posts < cfg.min_accounts:
-                return signals  # fewer posts than accounts needed, as for nearly every post: nothing to do
             cluster = self._open(shared, ts)  # counts this post too, with the cluster's recent ones
         elif (
             ts < self.now - cfg.window
             or shared.chars < cfg.min_chars
             or (shared.fingerprint ^ shared.seed).bit_count() > cfg.max_distance
         ):
-            return signals
+            return None
         else:
             cluster.add(obs.post, ts, self.examples)
         cluster.forget_before(self.now - cfg.window)
         if cluster.campaign is not None and cluster.campaign in self.campaigns:
             self.campaigns[cluster.campaign].enlist((obs.post.author,))
         self.clusters.move_to_end(cluster.seed)
-        signal = self._evaluate(cluster, ts)
-        if signal is not None:
-            signals.append(signal)
-        return signals
+        return self._evaluate(cluster, ts)
+
+    def _note_oldest(self) -> None:
+        """Remember when the least recently active view was last seen: until the window has passed
+        since, `advance` would forget nothing (views change only in `_count`, `advance`, `restore`)."""
+        clusters = self.clusters
+        self._oldest_seen = next(iter(clusters.values())).last_seen if clusters else math.inf
 
     def _open(self, shared: NearDuplicates, ts: float) -> _Cluster:
         """This rule's view of a shared cluster that now holds enough posts to matter: the rule's
@@ -216,6 +254,7 @@ class CampaignDetector(RuleDetector):
             if oldest.last_seen >= cutoff:
                 break
             self._remove(oldest)
+        self._note_oldest()
         if not self.waiting or self.now < self.quiet_until:
             return []
         seed = next(iter(self.waiting))
@@ -231,24 +270,40 @@ class CampaignDetector(RuleDetector):
     # -- verdict ---------------------------------------------------------------------------------
     def _evaluate(self, cluster: _Cluster, ts: float) -> Signal | None:
         cfg = self.config
-        if len(cluster.authors) < cfg.min_accounts or cluster.reaction_wave:
+        authors = cluster.authors
+        if len(authors) < cfg.min_accounts or cluster.reaction_wave:
             return None
         # A cluster that fired stays quiet through its cooldown, and after it can only escalate:
         # settle that before counting its accounts (a busy fired cluster gets a post a second).
         if cluster.fired_rank >= 0 and (ts < cluster.cooldown_until or cluster.fired_rank >= _TOP_RANK):
             return None
-        accounts = cluster.accounts_since(ts - cfg.window)
-        if len(accounts) < cfg.min_accounts:
+        # A ready cluster held by the rule-wide gap is judged again on each of its posts (it may turn
+        # out to belong to a campaign that fired meanwhile), so its accounts are listed, and their
+        # followers counted, only when needed: when all are in the window, they are `authors`.
+        cutoff = ts - cfg.window
+        accounts: list[tuple[str, int | None]] | None = None
+        names: Collection[str]
+        if cluster.all_since(cutoff):
+            names = authors.keys()
+        else:
+            accounts = cluster.accounts_since(cutoff)
+            names = [author for author, _ in accounts]
+        if len(names) < cfg.min_accounts:
             return None
-        low_share, known = _low_follower_share(accounts)
-        severity = self._severity(len(accounts), low_share)
-        if cluster.fired_rank >= 0 and (ts < cluster.cooldown_until or severity.rank <= cluster.fired_rank):
-            return None
-        if cluster.fired_rank < 0 and self._part_of_fired_campaign(cluster, accounts, ts):
+        if cluster.fired_rank >= 0:
+            accounts = cluster.accounts_since(cutoff) if accounts is None else accounts
+            low_share, _ = _low_follower_share(accounts)
+            severity = self._severity(len(accounts), low_share)
+            if ts < cluster.cooldown_until or severity.rank <= cluster.fired_rank:
+                return None
+        elif self._part_of_fired_campaign(cluster, names, ts):
             return None
         if ts < self.quiet_until:
             self.waiting[cluster.seed] = None
             return None
+        accounts = cluster.accounts_since(cutoff) if accounts is None else accounts
+        low_share, known = _low_follower_share(accounts)
+        severity = self._severity(len(accounts), low_share)
         cluster.fired_rank = severity.rank
         cluster.cooldown_until = ts + self.cooldown
         self.quiet_until = ts + MIN_COOLDOWN_S
@@ -257,24 +312,22 @@ class CampaignDetector(RuleDetector):
             cluster, ts, accounts=accounts, severity=severity, low_share=low_share, known=known
         )
 
-    def _part_of_fired_campaign(
-        self, cluster: _Cluster, accounts: list[tuple[str, int | None]], ts: float
-    ) -> bool:
+    def _part_of_fired_campaign(self, cluster: _Cluster, names: Collection[str], ts: float) -> bool:
         """A campaign's variants may open several clusters; only the first one to fire alerts.
 
         Another cluster belongs to it if its seed is within twice `max_distance` of the fired seed
-        (some posts could join either) or if half of its accounts already posted in the campaign.
+        (some posts could join either) or if half of its accounts (`names`, each once) already
+        posted in the campaign.
         """
         for campaign in self.campaigns.values():
             if ts >= campaign.until:
                 continue
-            shared = sum(1 for author, _ in accounts if author in campaign.authors)
             near = distance(cluster.seed, campaign.seed) <= 2 * self.config.max_distance
-            if near or 2 * shared >= len(accounts):
+            if near or 2 * len(campaign.authors.intersection(names)) >= len(names):
                 cluster.campaign = campaign.seed
                 cluster.fired_rank = Severity.HIGH.rank  # covered: no escalation of a duplicate either
                 cluster.cooldown_until = campaign.until
-                campaign.enlist(author for author, _ in accounts)
+                campaign.enlist(names)
                 return True
         return False
 
@@ -365,6 +418,7 @@ class CampaignDetector(RuleDetector):
         quiet = state.get("quiet_until")
         self.quiet_until = -math.inf if quiet is None else float(quiet)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
+        self._note_oldest()
 
 
 def _low_follower_share(accounts: list[tuple[str, int | None]]) -> tuple[float | None, int]:
@@ -379,7 +433,6 @@ def _low_follower_share(accounts: list[tuple[str, int | None]]) -> tuple[float |
 def _quote(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
-
 
 
 def index_for(configs: Iterable[CampaignConfig]) -> NearDuplicateIndex:

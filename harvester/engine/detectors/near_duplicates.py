@@ -22,6 +22,13 @@ A cluster expires `window` seconds after its last post, and at most `max_cluster
 least recently active go first), so memory is bounded whatever the traffic. Pure reposts
 ("RT @user: ...") and texts shorter than `min_chars` are not placed: the first are one post going
 viral (the viral detector's business), the second too alike by chance ("gm", "lol").
+
+Nearly every post stays alone, and most of the index's work was for them: a cluster object with its
+deque of recent posts built for each, then evicted unread. So a post that opens a cluster is kept as
+a `Lone` record (the placed post itself, a tuple) until a second post joins it; only then is it
+promoted to a `Cluster`, with the first post as the oldest of its recent ones, so a rule that starts
+counting then still counts it. Both answer what a rule reads of a cluster (`seed`, `posts`, `text`,
+`recent`, `fingerprint`, `chars`): `NearDuplicates` is either.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
 from harvester.engine.simhash import BandSplit, is_repost
 
@@ -47,9 +54,45 @@ class Placed(NamedTuple):
     fingerprint: int
 
 
+class _LoneFields(NamedTuple):
+    seed: int  # the post's fingerprint
+    last_seen: float  # the post's time
+    obs: Observation
+    rules: tuple[str, ...]
+    chars: int
+    keys: tuple[int, ...]  # its band keys, to take it out of the buckets without working them out again
+
+
+class Lone(_LoneFields):
+    """A cluster of one post, kept as the placed post itself (most clusters never get a second).
+    The fields read for every post (`seed`, `last_seen`, `posts`) are plain tuple fields."""
+
+    __slots__ = ()
+    posts: ClassVar[int] = 1
+
+    @property
+    def fingerprint(self) -> int:
+        return self.seed
+
+    @property
+    def text(self) -> str:
+        return self.obs.post.text[:TEXT_CHARS]
+
+    @property
+    def first_seen(self) -> float:
+        return self.last_seen
+
+    @property
+    def recent(self) -> tuple[Placed, ...]:
+        return (self.placed(),)
+
+    def placed(self) -> Placed:
+        return Placed(self.obs, self.rules, self.chars, self.seed)
+
+
 @dataclass(slots=True)
-class NearDuplicates:
-    """One cluster of near-identical texts, as shared by all rules."""
+class Cluster:
+    """A cluster of near-identical texts that two posts or more joined, as shared by all rules."""
 
     seed: int
     text: str
@@ -57,6 +100,7 @@ class NearDuplicates:
     last_seen: float
     posts: int = 0
     members: list[int] = field(default_factory=list)
+    member_keys: list[tuple[int, ...]] = field(default_factory=list)  # each member's band keys
     # Its latest posts with the rules each matched, their length and fingerprint: a rule only looks
     # at a cluster once it holds as many posts as the rule needs accounts, and then counts its own
     # posts among these.
@@ -64,6 +108,9 @@ class NearDuplicates:
     # The newest placed post's fingerprint and length, for rules with stricter settings.
     fingerprint: int = 0
     chars: int = 0
+
+
+NearDuplicates: TypeAlias = Cluster | Lone
 
 
 class NearDuplicateIndex:
@@ -76,7 +123,8 @@ class NearDuplicateIndex:
         self.window = window
         self.max_clusters = max_clusters
         self.bands = BandSplit(max_distance)
-        self.clusters: OrderedDict[int, NearDuplicates] = OrderedDict()  # by seed, least recent first
+        # by seed, least recently active first
+        self.clusters: OrderedDict[int, NearDuplicates] = OrderedDict()
         self.buckets: dict[int, int | set[int]] = {}  # band key -> member fingerprint(s)
         self.seed_of: dict[int, int] = {}  # member fingerprint -> its cluster's seed
         self.now = -math.inf
@@ -84,9 +132,14 @@ class NearDuplicateIndex:
     def place(self, obs: Observation, rules: tuple[str, ...]) -> NearDuplicates | None:
         """The cluster `obs` joins (or opens), or None if it is too short or a pure repost."""
         ts = obs.ts
-        self.expire(ts)
-        text = obs.post.text
-        if ts < self.now - self.window or is_repost(text):
+        self.now = max(self.now, ts)
+        cutoff = self.now - self.window
+        clusters = self.clusters
+        # What `expire` would do, checked inline: it is called for every post and nearly always
+        # finds the oldest cluster still live.
+        if clusters and next(iter(clusters.values())).last_seen < cutoff:
+            self._expire(cutoff)
+        if ts < cutoff or is_repost(obs.post.text):
             return None
         features = obs.words
         chars = sum(map(len, features)) + len(features) - 1
@@ -94,60 +147,75 @@ class NearDuplicateIndex:
             return None
         fingerprint = obs.fingerprint
         keys = self.bands.keys(fingerprint)
-        cluster = self._nearest(fingerprint, keys)
-        if cluster is None:
-            cluster = NearDuplicates(
-                fingerprint, text[:TEXT_CHARS], ts, ts, recent=deque(maxlen=self.recent)
-            )
-            self.clusters[fingerprint] = cluster
-            self._index(cluster, fingerprint, keys)
-            if len(self.clusters) > self.max_clusters:
-                self._remove(next(iter(self.clusters.values())))
-        else:
-            if len(cluster.members) < _MAX_MEMBERS and fingerprint not in self.seed_of:
-                self._index(cluster, fingerprint, keys)
-            cluster.last_seen = max(cluster.last_seen, ts)
-            self.clusters.move_to_end(cluster.seed)
+        seed_of = self.seed_of
+        buckets = self.buckets
+        # The nearest seed: the cluster the very fingerprint was placed in, or else the nearest seed
+        # of the members sharing a band with it (the first of equals, in band order).
+        seed = seed_of.get(fingerprint)
+        if seed is None:
+            best_distance = self.max_distance + 1
+            for key in keys:
+                bucket = buckets.get(key)
+                if bucket is None:
+                    continue
+                for member in (bucket,) if isinstance(bucket, int) else bucket:
+                    candidate = seed_of[member]
+                    d = (fingerprint ^ candidate).bit_count()
+                    if d < best_distance:
+                        seed, best_distance = candidate, d
+        if seed is None:
+            lone = tuple.__new__(Lone, (fingerprint, ts, obs, rules, chars, keys))
+            clusters[fingerprint] = lone
+            seed_of[fingerprint] = fingerprint
+            for key in keys:  # `_index`, written out: this is most posts
+                held = buckets.get(key)
+                if held is None:
+                    buckets[key] = fingerprint
+                elif isinstance(held, int):
+                    buckets[key] = {held, fingerprint}
+                else:
+                    held.add(fingerprint)
+            if len(clusters) > self.max_clusters:
+                self._remove(clusters.popitem(last=False)[1])
+            return lone
+        found = clusters[seed]
+        cluster = self._promote(found) if isinstance(found, Lone) else found
+        if len(cluster.members) < _MAX_MEMBERS and fingerprint not in seed_of:
+            cluster.members.append(fingerprint)
+            cluster.member_keys.append(keys)
+            self._index(fingerprint, seed, keys)
+        cluster.last_seen = max(cluster.last_seen, ts)
+        clusters.move_to_end(seed)
         cluster.posts += 1
         cluster.fingerprint = fingerprint
         cluster.chars = chars
         cluster.recent.append(Placed(obs, rules, chars, fingerprint))
         return cluster
 
+    def _promote(self, lone: Lone) -> Cluster:
+        """A second post joins a lone one: from now on it is a cluster like any other."""
+        ts, seed = lone.last_seen, lone.seed
+        recent = deque((lone.placed(),), maxlen=self.recent)
+        cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], [lone.keys], recent, seed, lone.chars)
+        self.clusters[seed] = cluster  # in the lone record's place (the caller moves it to the end)
+        return cluster
+
     def expire(self, ts: float) -> None:
         """Drop the clusters idle for a whole window (oldest first: usually nothing to do)."""
         self.now = max(self.now, ts)
-        cutoff = self.now - self.window
+        self._expire(self.now - self.window)
+
+    def _expire(self, cutoff: float) -> None:
         clusters = self.clusters
         while clusters:
-            oldest = next(iter(clusters.values()))
-            if oldest.last_seen >= cutoff:
+            if next(iter(clusters.values())).last_seen >= cutoff:
                 return
-            self._remove(oldest)
+            self._remove(clusters.popitem(last=False)[1])
 
     # A band bucket holds one fingerprint as a bare int (nearly all of them: a set per bucket would
     # cost four allocations per post) and several as a set.
-    def _nearest(self, fingerprint: int, keys: list[int]) -> NearDuplicates | None:
-        seed_of = self.seed_of
-        seed = seed_of.get(fingerprint)
-        if seed is not None:
-            return self.clusters[seed]
-        best, best_distance = None, self.max_distance + 1
-        buckets = self.buckets
-        for key in keys:
-            bucket = buckets.get(key)
-            if bucket is None:
-                continue
-            for member in (bucket,) if isinstance(bucket, int) else bucket:
-                seed = seed_of[member]
-                d = (fingerprint ^ seed).bit_count()
-                if d < best_distance:
-                    best, best_distance = seed, d
-        return None if best is None else self.clusters[best]
-
-    def _index(self, cluster: NearDuplicates, fingerprint: int, keys: list[int]) -> None:
-        cluster.members.append(fingerprint)
-        self.seed_of[fingerprint] = cluster.seed
+    def _index(self, fingerprint: int, seed: int, keys: tuple[int, ...]) -> None:
+        self.seed_of[fingerprint] = seed
         buckets = self.buckets
         for key in keys:
             held = buckets.get(key)
@@ -159,21 +227,27 @@ class NearDuplicateIndex:
                 held.add(fingerprint)
 
     def _remove(self, cluster: NearDuplicates) -> None:
-        del self.clusters[cluster.seed]
+        """Take a cluster (already out of `clusters`) out of the buckets."""
+        if isinstance(cluster, Lone):
+            self._unindex(cluster.seed, cluster.keys)
+        else:
+            for member, keys in zip(cluster.members, cluster.member_keys, strict=True):
+                self._unindex(member, keys)
+
+    def _unindex(self, member: int, keys: tuple[int, ...]) -> None:
+        del self.seed_of[member]
         buckets = self.buckets
-        for member in cluster.members:
-            del self.seed_of[member]
-            for key in self.bands.keys(member):
-                held = buckets.get(key)
-                if held is None:
-                    continue
-                if isinstance(held, int):
-                    if held == member:
-                        del buckets[key]
-                else:
-                    held.discard(member)
-                    if len(held) == 1:
-                        buckets[key] = next(iter(held))
+        for key in keys:
+            held = buckets.get(key)
+            if held is None:
+                continue
+            if isinstance(held, int):
+                if held == member:
+                    del buckets[key]
+            else:
+                held.discard(member)
+                if len(held) == 1:
+                    buckets[key] = next(iter(held))
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -182,7 +256,7 @@ class NearDuplicateIndex:
         rows = [
             [c.seed, c.text, c.first_seen, c.last_seen, c.posts, c.members]
             for c in self.clusters.values()
-            if c.posts >= 2
+            if isinstance(c, Cluster) and c.posts >= 2
         ]
         return {"clusters": rows}
 
@@ -191,11 +265,14 @@ class NearDuplicateIndex:
         self.buckets.clear()
         self.seed_of.clear()
         for seed, text, first, last, posts, members in state.get("clusters", []):
-            cluster = NearDuplicates(
+            cluster = Cluster(
                 int(seed), str(text), float(first), float(last), int(posts), recent=deque(maxlen=self.recent)
             )
             self.clusters[cluster.seed] = cluster
             for member in map(int, members):
                 if member not in self.seed_of:
-                    self._index(cluster, member, self.bands.keys(member))
+                    keys = self.bands.keys(member)
+                    cluster.members.append(member)
+                    cluster.member_keys.append(keys)
+                    self._index(member, cluster.seed, keys)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
