@@ -281,6 +281,37 @@ async def test_a_batch_of_any_size_is_stored_whole_in_order(store: Store, count:
     }
 
 
+async def test_the_rule_index_holds_only_posts_really_inserted(store: Store, db_path: Path) -> None:
+    await store.write_batch([record(1, rules=("brand",)), record(2)], {}, [])
+    # A repeat of post 1 arriving later with more rules is skipped, and so are its index rows.
+    later = [record(1, received=EPOCH + 10, rules=("brand", "ticker")), record(3, rules=("ticker", "ticker"))]
+    assert await store.write_batch(later, {}, []) == 1
+    with raw_db(db_path) as conn:
+        rows = conn.execute("SELECT rule, received_at, uid FROM post_rules ORDER BY rule").fetchall()
+    assert rows == [("brand", EPOCH, "src:1"), ("ticker", EPOCH, "src:3")]
+    assert await store.prune(EPOCH + 100, 50, 10**9) == {"posts": 3, "seen": 0, "outbox": 0, "signals": 0}
+    with raw_db(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM post_rules").fetchone()[0] == 0  # the delete trigger
+
+
+async def test_a_version_2_database_is_upgraded_and_keeps_indexing_rules(db_path: Path) -> None:
+    db = await connect(db_path)
+    try:
+        await apply_migrations(db, MIGRATIONS[:2])  # as written by the previous harvester
+    finally:
+        await db.close()
+    store = await Store.open(db_path)
+    try:
+        await store.write_batch([record(1, rules=("brand",))], {}, [])
+        assert [p["uid"] for p in await store.fetch_posts(rule="brand")] == ["src:1"]
+    finally:
+        await store.close()
+    with raw_db(db_path) as conn:
+        triggers = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert conn.execute("SELECT COUNT(*) FROM post_rules").fetchone()[0] == 1  # not twice
+    assert triggers == {"posts_unindex_rules"}
+
+
 def test_multi_row_statements_cover_every_count_exactly() -> None:
     insert = MultiRowInsert("INSERT INTO t (a, b) VALUES ", 2)
     for count in range(0, 3 * insert.chunk + 5):

@@ -72,6 +72,14 @@ _INSERT_POSTS = MultiRowInsert(
     " ON CONFLICT (uid) DO NOTHING",
 )
 _INSERT_SEENS = MultiRowInsert("INSERT INTO seen (uid, seen_at) VALUES ", 2, " ON CONFLICT (uid) DO NOTHING")
+# The `post_rules` rows of the posts a batch inserted: they are exactly the rows above the largest
+# rowid before it (a new rowid is always the largest plus one), and a uid skipped as already stored
+# gets none, as before with the trigger this replaces. OR IGNORE: a rule listed twice.
+_INDEX_RULES = (
+    "INSERT OR IGNORE INTO post_rules (rule, received_at, uid) "
+    "SELECT j.value, p.received_at, p.uid FROM posts AS p, json_each(p.rules) AS j "
+    "WHERE p.rowid > ? AND p.rules <> '[]'"
+)
 _UPSERT_CURSOR = (
     "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at"
@@ -252,12 +260,19 @@ class Store:
         If anything fails, nothing of the batch is committed and `StoreError` is raised.
         """
         post_rows = [post_row(record) for record in records]
+        with_rules = any(record.rules for record in records)
         now = time.time()
         cursor_rows = [(source, storable(cursor), now) for source, cursor in cursors.items()]
         seen_rows = [(storable(uid), at) for uid, at in seen]
 
         async def work(db: aiosqlite.Connection) -> int:
-            inserted = await _INSERT_POSTS.run(db, post_rows)
+            inserted = 0
+            if post_rows:
+                rows = await db.execute_fetchall("SELECT coalesce(max(rowid), 0) FROM posts")
+                last = next(iter(rows))[0]
+                inserted = await _INSERT_POSTS.run(db, post_rows)
+                if inserted and with_rules:
+                    await db.execute(_INDEX_RULES, (last,))
             if cursor_rows:
                 await db.executemany(_UPSERT_CURSOR, cursor_rows)
             await _INSERT_SEENS.run(db, seen_rows)

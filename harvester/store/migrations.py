@@ -142,7 +142,13 @@ CREATE TABLE silences (
 );
 """
 
-MIGRATIONS: Sequence[Migration] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
+# `post_rules` is filled by `Store.write_batch` itself, in one INSERT … SELECT per batch over the posts
+# the batch really inserted, instead of a trigger run per post (a fifth of the store's cost per post).
+_SCHEMA_V3 = """
+DROP TRIGGER posts_index_rules;
+"""
+
+MIGRATIONS: Sequence[Migration] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3))
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
