@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harvester.app import App, Hooks
 from harvester.bench_rules import generated_rules
@@ -46,6 +46,8 @@ from harvester.sources.synthetic_text import BRAND_KEYWORDS, TICKERS
 
 ENGINE_RULE_COUNTS = (1, 100, 1000)
 ENGINE_SAMPLE_POSTS = 20_000
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -176,37 +178,40 @@ def vader_only(texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def _stored_posts(db_path: Path) -> list[Post]:
-    """The benchmark's posts read back from the store, in the order they were written."""
-    query = (
-        "SELECT uid, source, native_id, author, text, created_at, lang, likes, reposts, replies, followers "
-        "FROM posts ORDER BY rowid"
-    )
+_POST_QUERY = (
+    "SELECT uid, source, native_id, author, text, created_at, lang, likes, reposts, replies, followers "
+    "FROM posts ORDER BY rowid"
+)
+StoredRow = tuple[Any, ...]
+
+
+def _stored_rows(db_path: Path) -> list[StoredRow]:
+    """The benchmark's posts read back from the store, in the order they were written, as rows: the
+    VADER pass needs only their texts, and only the engine pass's sample is made into `Post`s."""
     with sqlite3.connect(db_path) as db:
-        rows = db.execute(query).fetchall()
-    posts = []
-    for uid, source, native_id, author, text, created, lang, likes, reposts, replies, followers in rows:
-        at = datetime.fromtimestamp(created, UTC)
-        posts.append(
-            Post(
-                uid=uid,
-                source=source,
-                native_id=native_id,
-                author=author,
-                text=text,
-                created_at=at,
-                received_at=at,
-                lang=lang,
-                likes=likes,
-                reposts=reposts,
-                replies=replies,
-                followers=followers,
-            )
-        )
-    return posts
+        return db.execute(_POST_QUERY).fetchall()
 
 
-def _spread_sample(posts: list[Post], size: int) -> list[Post]:
+def _stored_post(row: StoredRow) -> Post:
+    uid, source, native_id, author, text, created, lang, likes, reposts, replies, followers = row
+    at = datetime.fromtimestamp(created, UTC)
+    return Post(
+        uid=uid,
+        source=source,
+        native_id=native_id,
+        author=author,
+        text=text,
+        created_at=at,
+        received_at=at,
+        lang=lang,
+        likes=likes,
+        reposts=reposts,
+        replies=replies,
+        followers=followers,
+    )
+
+
+def _spread_sample(posts: list[T], size: int) -> list[T]:
     """`size` posts spread evenly over the run, in order (the first ones alone would miss the scenarios)."""
     step = max(1, len(posts) // size) if size else 1
     return posts[::step][:size]
@@ -295,10 +300,11 @@ def run_bench(
         peak = _peak_rss_mb()
         processed_posts = app.processor.processed if app.processor else 0
         signals = app.router.signals if app.router else 0
-        stored = _stored_posts(config.db_path)
-        texts = [post.text for post in stored]
+        stored = _stored_rows(config.db_path)
+        texts = [row[4] for row in stored]
         vader = vader_only(texts)
-        sample = _spread_sample(stored, engine_posts) if engine_posts > 0 else []
+        sampled = _spread_sample(stored, engine_posts) if engine_posts > 0 else []
+        sample = [_stored_post(row) for row in sampled]
         engine = {
             n: engine_throughput(sample, generated_rules(n, texts, seed))
             for n in engine_rule_counts
