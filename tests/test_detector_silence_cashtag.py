@@ -102,3 +102,23 @@ def test_memory_stays_bounded() -> None:
         detector.observe(START + i, cashtag_post(i, f"T{i}", "a"), ())
     detector.advance(START + 30_000)
     assert len(detector.mentions) <= 1000 and len(detector.recent) <= 1000
+
+
+def test_mentions_older_than_the_window_do_not_count_towards_a_trend() -> None:
+    config = NewCashtagConfig(window=900, min_mentions=20, min_authors=10, known_after=50, warmup=0)
+    detector = NewCashtagDetector(config)
+    fired = [s for i in range(15) for s in detector.observe(START + i, cashtag_post(i, "ZORK", f"a{i}"), ())]
+    # An hour later, 10 more mentions: 25 in the tag's lifetime, but only these 10 in the window.
+    later = START + 3600
+    fired += [
+        s for i in range(10) for s in detector.observe(later + i, cashtag_post(100 + i, "ZORK", f"b{i}"), ())
+    ]
+    assert fired == []
+    assert [ts for ts, _, _ in detector.recent["ZORK"]] == [later + i for i in range(10)]
+    fired = [
+        s
+        for i in range(10)
+        for s in detector.observe(later + 10 + i, cashtag_post(200 + i, "ZORK", f"c{i}"), ())
+    ]
+    assert len(fired) == 1 and fired[0].evidence["mentions"] == 20
+    assert fired[0].evidence["example_uids"] == ["test:207", "test:208", "test:209"]

@@ -193,3 +193,31 @@ def test_the_synthetic_viral_post_is_signalled_within_a_minute(seed: int) -> Non
     # The celebrity's own post does not mention the handle (the rule sees only its references), so
     # the signal names it by the uid its references carry.
     assert viral[0].evidence["uid"] == referenced.most_common(1)[0][0]
+
+
+def test_posts_seen_once_wait_in_a_bounded_table_of_candidates() -> None:
+    det = detector(max_tracked=160)  # candidates: an eighth, 20
+    for n in range(1000):
+        det.observe(Observation(START + n, post(n, START + n, likes=500), 0.0))
+    assert len(det.posts) == 0  # seen once, none can be viral yet: no full entry for any of them
+    assert list(det.candidates) == [f"test:{n}" for n in range(980, 1000)]
+    # A candidate fetched again is measured from its first sighting (500 likes at START + 999)...
+    ts = START + 999 + 100
+    fired = det.reobserve(ts, post(999, START + 999, likes=500 + 100 * 4))
+    assert [s.evidence["velocity_per_s"] for s in fired] == [4.0]
+    assert "test:999" in det.posts and "test:999" not in det.candidates
+    # ...one pushed out long ago, from its creation: 1100 likes in about 1100 s, 1 per second, not viral.
+    assert det.reobserve(ts + MIN_COOLDOWN_S, post(0, START, likes=500 + 600)) == []
+    assert det.posts["test:0"].velocity == pytest.approx(1100 / (ts + MIN_COOLDOWN_S - START))
+
+
+def test_candidates_past_the_tracking_period_are_dropped() -> None:
+    det = detector(track=600)
+    det.observe(Observation(START, post(1, START, likes=500), 0.0))
+    det.advance(START + 601 + 60)
+    assert det.candidates == {}
+    # Seen again after its period: a candidate afresh from this sighting, not from the old one.
+    det.observe(Observation(START + 700, post(1, START, likes=900), 0.0))
+    assert det.candidates["test:1"][:2] == (START + 700, 900)
+    det.reobserve(START + 800, post(1, START, likes=1000))
+    assert det.posts["test:1"].first_seen == START + 700 and det.posts["test:1"].velocity == 1.0

@@ -29,3 +29,26 @@ def test_a_small_soak_run(tmp_path: Path) -> None:
     assert run.samples and run.samples[-1].posts == 3000
     assert all(s.rss > 0 for s in run.samples)
     assert (tmp_path / "harvester.db").exists()
+
+
+def test_summary_shows_the_heap_and_the_entries_held_at_10_percent_and_at_the_end() -> None:
+    run = SoakRun(posts=1000, interval=100)
+    run.samples = [
+        Sample(100 * i, float(i), 100 * 2**20, 0, heap=(50 + i) * 2**20, structures={"dedup": 10 * i})
+        for i in range(1, 11)
+    ]
+    lines = run.summary()
+    assert "Python heap           51.0 MB at 10%, 60.0 MB at the end (+9.0 MB)" in lines
+    assert lines[-1].split() == ["dedup", "10", "->", "100"]
+    plain = SoakRun(posts=1000, interval=100)
+    plain.samples = [Sample(100 * i, float(i), 100 * 2**20, 0) for i in range(1, 11)]
+    assert not [line for line in plain.summary() if "heap" in line or "entries" in line]
+
+
+def test_a_small_soak_run_with_the_heap_traced(tmp_path: Path) -> None:
+    run = run_soak(2000, 1000, "none", 5, tmp_path, rate=500, heap=True)
+    assert len(run.samples) == 2
+    assert all(s.heap is not None and s.heap > 0 for s in run.samples)
+    last = run.samples[-1].structures
+    assert 0 < last["dedup"] <= 2000 and last["viral_followed"] >= 0 and last["clusters"] > 0
+    assert any("Python heap" in line for line in run.summary())

@@ -3,14 +3,16 @@
 This watches the whole stream, not a rule: the point is to surface tickers nobody has a rule for yet.
 Every tag's lifetime mention count is kept in a bounded LRU (`max_tracked`), so a tag stops being
 "new" once it has been mentioned `known_after` times. Recent mentions are kept only for tags that are
-still new, in a time-bounded list per tag. Nothing is called new during `warmup`, which is spent
-learning which tags are usual (otherwise $BTC would be "new" a second after every start).
+still new, in a time-bounded list per tag: a plain list, never longer than `known_after`, because most
+tags are mentioned once or twice and a deque costs over 600 bytes even then. Nothing is called new
+during `warmup`, which is spent learning which tags are usual (otherwise $BTC would be "new" a second
+after every start).
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any
 
 from harvester.config.detectors import NewCashtagConfig
@@ -28,7 +30,7 @@ class NewCashtagDetector(StreamDetector):
     def __init__(self, config: NewCashtagConfig) -> None:
         self.config = config
         self.mentions: OrderedDict[str, int] = OrderedDict()  # tag -> lifetime mentions, LRU order
-        self.recent: dict[str, deque[tuple[float, str, str]]] = {}  # tag -> (ts, author, uid)
+        self.recent: dict[str, list[tuple[float, str, str]]] = {}  # tag -> (ts, author, uid), oldest first
         self.cooldown_until: dict[str, float] = {}
         self.started: float | None = None
 
@@ -53,14 +55,19 @@ class NewCashtagDetector(StreamDetector):
         if before >= self.config.known_after:
             self.recent.pop(tag, None)
             return None
-        window = self.recent.setdefault(tag, deque())
+        window = self.recent.get(tag)
+        if window is None:
+            window = self.recent[tag] = []
         window.append((ts, post.author, post.uid))
         horizon = ts - self.config.window
-        while window and window[0][0] < horizon:
-            window.popleft()
+        if window[0][0] < horizon:
+            expired = 1
+            while expired < len(window) and window[expired][0] < horizon:
+                expired += 1
+            del window[:expired]
         return self._judge(ts, tag, window)
 
-    def _judge(self, ts: float, tag: str, window: deque[tuple[float, str, str]]) -> Signal | None:
+    def _judge(self, ts: float, tag: str, window: list[tuple[float, str, str]]) -> Signal | None:
         cfg = self.config
         assert self.started is not None
         if ts - self.started < cfg.warmup or ts < self.cooldown_until.get(tag, float("-inf")):
@@ -94,7 +101,7 @@ class NewCashtagDetector(StreamDetector):
                 "mentions": len(window),
                 "distinct_authors": len(authors),
                 "mentions_per_min": round(rate, 2),
-                "example_uids": [uid for _, _, uid in list(window)[-3:]],
+                "example_uids": [uid for _, _, uid in window[-3:]],
             },
         )
 

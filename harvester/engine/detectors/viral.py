@@ -6,9 +6,14 @@ least-recently-seen order and cut to `max_tracked` entries, so a post that keeps
 referenced stays while the long tail of posts nobody returns to goes first. Only posts that show
 some engagement at first sight (a tenth of `min_engagement`), come from a big account (10,000
 followers), are referenced, or are fetched again are followed: the rest, nearly every post, cost a
-dict lookup. A post first followed on a re-fetch has its growth measured from its creation time;
-one first known from its references has no known author until it is seen itself, so until then its
-author's replies to it count as a referrer. A post goes viral in one of two ways:
+dict lookup. A post seen once and nothing more (most of those followed) cannot be viral yet, so it
+waits as a *candidate*, a small tuple in a table an eighth the size of `max_tracked`, and moves to
+the followed posts when it is seen again or referenced: memory goes to the posts with momentum, and
+its bound is reached within minutes on a busy rule instead of hours of the long tail filling it. A
+candidate pushed out before it comes back is measured like a post never followed: a post first
+followed on a re-fetch has its growth measured from its creation time. One first known from its
+references has no known author until it is seen itself, so until then its author's replies to it
+count as a referrer. A post goes viral in one of two ways:
 
 - velocity: a later sighting (`reobserve`, a re-fetch with fresh counts) shows its engagement grew by
   at least `min_velocity` per second since an earlier sighting, and it has at least `min_engagement`.
@@ -34,7 +39,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harvester.config.detectors import ViralConfig
@@ -50,6 +55,12 @@ _SWEEP_S = 60.0  # how often (event time) posts past their tracking period are d
 _REFERRERS_CAP = 10  # x min_references: distinct referrers counted beyond this add nothing
 _BIG_REACH = 100_000  # followers or engagement: a post this visible is one level more severe
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+_CANDIDATE_SHARE = 8  # candidates (posts seen once) kept: max_tracked / this, at least _MIN_CANDIDATES
+_MIN_CANDIDATES = 16
+
+# A post seen once: (when, engagement, author, url, followers). A tuple, not a `_Tracked`: a rule
+# holds hundreds of these, and nearly all of them are never seen again.
+_Candidate = tuple[float, int, str, str | None, int | None]
 
 
 @dataclass(slots=True)
@@ -67,15 +78,17 @@ class _Tracked:
     span_engagement: int = 0
     velocity: float = 0.0  # engagement per second over the last measured span
     references: int = 0  # every referencing post
-    referrers: set[int] = field(default_factory=set)  # hashes of distinct referencing accounts
+    # Hashes of distinct referencing accounts, and a min-heap of referencing posts: None until the
+    # first reference (most followed posts never get one; an empty set costs 216 bytes).
+    referrers: set[int] | None = None
     referrers_restored: int = 0  # distinct referrers counted before a restart (identities not kept)
-    examples: list[tuple[int, str]] = field(default_factory=list)  # min-heap of referencing posts
+    examples: list[tuple[int, str]] | None = None
     fired_rank: int = -1
     cooldown_until: float = -math.inf
 
     @property
     def distinct_referrers(self) -> int:
-        return len(self.referrers) + self.referrers_restored
+        return (0 if self.referrers is None else len(self.referrers)) + self.referrers_restored
 
     def born(self, created: float, ts: float) -> None:
         """Measure growth from the post's creation (with no engagement then): for a post first
@@ -126,13 +139,26 @@ class _Tracked:
 
     def referenced_by(self, post: Post, cap: int, examples: int) -> None:
         self.references += 1
+        if self.referrers is None:
+            self.referrers, self.examples = set(), []
         if post.author != self.author and len(self.referrers) < cap:
             self.referrers.add(hash(post.author))
         item = (post.engagement, post.uid)
-        if len(self.examples) < examples:
-            heapq.heappush(self.examples, item)
-        elif item > self.examples[0]:
-            heapq.heapreplace(self.examples, item)
+        kept = self.examples
+        assert kept is not None
+        if len(kept) < examples:
+            heapq.heappush(kept, item)
+        elif item > kept[0]:
+            heapq.heapreplace(kept, item)
+
+    @classmethod
+    def promoted(cls, uid: str, candidate: _Candidate) -> _Tracked:
+        """A candidate seen again or referenced: followed from its first sighting, exactly as if it
+        had been followed all along."""
+        ts, engagement, author, url, followers = candidate
+        tracked = cls(uid, ts, ts, author, url, followers, engagement, 1)
+        tracked.span_ts, tracked.span_engagement = ts, engagement
+        return tracked
 
 
 class ViralPostDetector(RuleDetector):
@@ -147,6 +173,9 @@ class ViralPostDetector(RuleDetector):
         # Engagement at first sight from which a post is followed at once (see `observe`).
         self.follow_from = max(1, config.min_engagement // _FOLLOW_FROM_SHARE)
         self.posts: OrderedDict[str, _Tracked] = OrderedDict()  # least recently seen first
+        # Posts seen once, oldest first (see the module docstring), at most `max_candidates`.
+        self.candidates: dict[str, _Candidate] = {}
+        self.max_candidates = max(_MIN_CANDIDATES, config.max_tracked // _CANDIDATE_SHARE)
         self.now = -math.inf
         self.next_sweep = -math.inf
         # The rule-wide MIN_COOLDOWN_S gap: a post ready while it runs waits here, not dropped.
@@ -160,12 +189,14 @@ class ViralPostDetector(RuleDetector):
         self.now = max(self.now, ts)
         # Hot path: a first sighting with little engagement is not followed (nearly every post). If it
         # is fetched again later, `reobserve` measures its growth from its creation instead.
-        if (
-            post.engagement >= self.follow_from
-            or (post.followers or 0) >= _FOLLOW_AUTHORS_FROM
-            or post.uid in self.posts
+        uid = post.uid
+        if uid in self.posts or uid in self.candidates:
+            if not is_repost(post.text):
+                self._sighting(post, ts, signals)
+        elif (
+            post.engagement >= self.follow_from or (post.followers or 0) >= _FOLLOW_AUTHORS_FROM
         ) and not is_repost(post.text):
-            self._sighting(post, ts, signals)
+            self._candidate(post, ts)
         ref = post.ref
         if ref is not None and ref != post.uid:
             target = self._follow(ref, ts)
@@ -178,7 +209,7 @@ class ViralPostDetector(RuleDetector):
         counted when it first arrived; a pure repost's counts are not its own and are ignored.)"""
         signals = self.advance(ts)
         if not is_repost(post.text):
-            if post.uid not in self.posts:
+            if post.uid not in self.posts and post.uid not in self.candidates:
                 # Not followed since its first sighting: it has grown from nothing since it was made.
                 self._follow(post.uid, ts).born(post.created_at.timestamp(), ts)
             self._sighting(post, ts, signals)
@@ -192,6 +223,9 @@ class ViralPostDetector(RuleDetector):
             cutoff = self.now - self.config.track
             for uid in [uid for uid, p in self.posts.items() if p.first_seen < cutoff]:
                 self._forget(uid)
+            candidates = self.candidates
+            for uid in [uid for uid, c in candidates.items() if c[0] < cutoff]:
+                del candidates[uid]
         if not self.waiting or self.now < self.quiet_until:
             return []
         uid = next(iter(self.waiting))
@@ -203,14 +237,28 @@ class ViralPostDetector(RuleDetector):
         return signals
 
     # -- tracking --------------------------------------------------------------------------------
+    def _candidate(self, post: Post, ts: float) -> None:
+        """A first sighting worth following: wait as a candidate until seen again or referenced."""
+        candidates = self.candidates
+        candidates[post.uid] = (ts, post.engagement, post.author, post.url, post.followers)
+        if len(candidates) > self.max_candidates:
+            del candidates[next(iter(candidates))]
+
     def _follow(self, uid: str, ts: float) -> _Tracked:
-        """The tracked entry for `uid`, made most recent; a new one if unknown or past its period."""
+        """The tracked entry for `uid`, made most recent; a new one if unknown or past its period
+        (a candidate's, from its first sighting)."""
         tracked = self.posts.get(uid)
-        if tracked is not None and tracked.first_seen < self.now - self.config.track:
+        cutoff = self.now - self.config.track
+        if tracked is not None and tracked.first_seen < cutoff:
             self._forget(uid)
             tracked = None
         if tracked is None:
-            tracked = _Tracked(uid, ts, ts)
+            candidate = self.candidates.pop(uid, None)
+            if candidate is not None and candidate[0] >= cutoff:
+                tracked = _Tracked.promoted(uid, candidate)
+                tracked.last_seen = max(tracked.last_seen, ts)
+            else:
+                tracked = _Tracked(uid, ts, ts)
             self.posts[uid] = tracked
             if len(self.posts) > self.config.max_tracked:
                 self._forget(next(iter(self.posts)))
@@ -273,7 +321,10 @@ class ViralPostDetector(RuleDetector):
             "observations": tracked.observations,
             "first_seen": at(tracked.first_seen).isoformat(),
             "trigger": trigger,
-            "example_uids": [tracked.uid, *(u for _, u in heapq.nlargest(self.examples, tracked.examples))],
+            "example_uids": [
+                tracked.uid,
+                *(u for _, u in heapq.nlargest(self.examples, tracked.examples or [])),
+            ],
         }
         # The uid names the post: two posts first seen in the same instant must not share an id.
         key = f"{KIND}:{tracked.uid}:{severity.value}"
@@ -305,6 +356,7 @@ class ViralPostDetector(RuleDetector):
 
     def restore(self, state: dict[str, Any]) -> None:
         self.posts.clear()
+        self.candidates.clear()
         self.waiting.clear()
         for row in state.get("posts", []):
             tracked = _Tracked.from_row(row)
