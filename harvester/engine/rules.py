@@ -4,20 +4,22 @@ The text is read once for all rules together, so the cost per post depends on th
 many rules or keywords there are. (One `re` alternation of every keyword, the obvious design, tries
 every alternative at every position: its cost grows with the number of keywords.)
 
-1. The post's words (runs of `\\w`) are cut out of the case-folded text once: a byte table turns
-   every ASCII character that is not a word character into a space and `split()` does the rest, in
-   C (a third of the cost of `re.findall`); the few pieces with other characters in them (emoji,
-   accents) go through the `\\w+` pattern. Every word any entry needs (single-word keywords,
-   all_of and exclude entries, the words of every phrase, the symbols) lives in one set, and one
-   intersection with the post's words, done in C, keeps the few that matter: 10,000 keywords cost
-   what ten do, and the rest of the work is on that small set.
+1. The post's words (runs of `\\w`) are cut out of the case-folded text once, in order: a byte
+   table turns every ASCII character that is not a word character into a space and `split()` does
+   the rest, in C, at half the cost of `re.findall`; only the few pieces with other characters in
+   them (emoji, accents) go through the `\\w+` pattern. Every word any entry needs (single-word
+   keywords, all_of and exclude entries, the words of every phrase, the symbols) lives in one set,
+   and one intersection with the post's words, done in C, keeps the few that matter: 10,000
+   keywords cost what ten do.
 2. A phrase ("acme air") or an entry with characters other than letters and digits ("c++",
-   "#acme", "at&t") is confirmed by its own small regex, run only when every word of the entry
-   occurs in the post; an entry with no word at all (an emoji) is always checked. So phrases need
-   whitespace between their words ("acme. air" is not "acme air") without a scan per phrase. Each
-   entry is filed under one of its words, the one the fewest other entries use ("acme" for "acme
-   air outage", not "outage", which a thousand rules may pair with their brand): a word shared by
-   many entries is likely a common one, and a post that has it would make them all be checked.
+   "#acme", "at&t") is confirmed by its own small regex, run only when the post could hold it; an
+   entry with no word at all (an emoji) is always checked. So phrases need whitespace between their
+   words ("acme. air" is not "acme air") without a scan per phrase. Where a phrase occurs, its
+   words are consecutive words of the post, so an entry of two words or more is filed under one
+   pair of its consecutive words ("acme air" for "acme air outage"), the pair the fewest other
+   entries use, and the post's pairs of consecutive words are looked up in one intersection, in C.
+   A pair is much rarer in posts than either word ("good grateful" against "good"), so a post
+   makes only an entry or two be checked. An entry of one word ("#acme") is filed under that word.
 3. Cashtags are pulled out by one pattern when the text holds a "$"; bare symbols are looked up,
    case-sensitively, among the post's words as written.
 4. The rules those hit, plus the match_all rules, are the candidates. A candidate is kept when its
@@ -36,7 +38,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, pairwise, repeat
 
 from harvester.config.schema import RuleConfig
 from harvester.models import Post
@@ -72,18 +74,21 @@ def _whole(term: str) -> re.Pattern[str]:
 
 
 def word_runs(text: str) -> list[str]:
-    """Every run of `\\w` in `text` (maybe more than once), and maybe pieces that hold a character
-    `\\w` does not match: such a piece equals no word, so a lookup of words in the list is exact.
+    """The runs of `\\w` in `text`, in order: what `_WORD.findall(text)` gives, at half the cost.
 
     Splitting at ASCII non-word characters and at whitespace (never a word character) leaves pieces
-    bounded by non-word characters: an ASCII piece is a whole run, a piece with other characters
-    is cut by `_WORD` too. Cheaper than `_WORD.findall(text)`, with the same words."""
+    bounded by non-word characters: an ASCII piece is a whole run, and only a piece with other
+    characters in it ("café", "great✨") needs `_WORD` to cut it."""
     pieces = text.encode().translate(_NOT_WORD_TO_SPACE).decode().split()
     if text.isascii():
         return pieces
-    for piece in [piece for piece in pieces if not piece.isascii()]:
-        pieces += _WORD.findall(piece)
-    return pieces
+    runs: list[str] = []
+    for piece in pieces:
+        if piece.isascii():
+            runs.append(piece)
+        else:
+            runs += _WORD.findall(piece)
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,48 +105,50 @@ class TermFinder:
 
     def __init__(self, terms: Iterable[str]) -> None:
         self._words: set[str] = set()
-        confirmed: dict[frozenset[str], list[_Confirmed]] = defaultdict(list)
+        by_word: dict[str, list[_Confirmed]] = defaultdict(list)
+        phrases: list[tuple[_Confirmed, list[tuple[str, str]]]] = []
         self._always: list[_Confirmed] = []
         for key in sorted({term_key(term) for term in terms}):
-            words = _WORD.findall(key)
-            if words == [key]:
+            runs = _WORD.findall(key)
+            if runs == [key]:
                 self._words.add(key)
                 continue
-            entry = _Confirmed(key, frozenset(words), _whole(key))
-            if words:
-                confirmed[entry.words].append(entry)  # "at&t" and "at t" have the same words
+            entry = _Confirmed(key, frozenset(runs), _whole(key))
+            if len(runs) > 1:
+                phrases.append((entry, list(pairwise(runs))))
+            elif runs:
+                by_word[runs[0]].append(entry)
             else:
                 self._always.append(entry)
-        self._by_words = {words: tuple(entries) for words, entries in confirmed.items()}
-        # How many entries a word is in (a keyword of its own counts too): the fewer, the rarer the
-        # word is likely to be in posts, and the fewer entries a post with it makes us look at.
-        uses = Counter(word for word_set, entries in confirmed.items() for word in word_set for _ in entries)
-        uses.update(self._words)
-        by_anchor: dict[str, list[frozenset[str]]] = defaultdict(list)
-        for word_set in self._by_words:
-            # Among equally rare words the longest, then the first: the same anchor every build.
-            by_anchor[min(word_set, key=lambda word: (uses[word], -len(word), word))].append(word_set)
-        # The word sets filed under each anchor: `find` tests them all in C (map, chain, filter).
-        self._by_anchor = {anchor: tuple(word_sets) for anchor, word_sets in by_anchor.items()}
-        self._anchors = frozenset(self._by_anchor)
+        # How many entries a pair is in: the fewer, the rarer the pair is likely to be in posts, and
+        # the fewer entries a post with it makes us check ("acme air" is in the brand's few entries,
+        # "air outage" in those of every airline).
+        uses = Counter(pair for _, pairs in phrases for pair in set(pairs))
+        by_pair: dict[tuple[str, str], list[_Confirmed]] = defaultdict(list)
+        for entry, pairs in phrases:
+            by_pair[min(pairs, key=uses.__getitem__)].append(entry)  # the first of equally rare ones
+        self._by_pair = {pair: tuple(entries) for pair, entries in by_pair.items()}
+        self._pairs = frozenset(self._by_pair)
+        self._by_word = {word: tuple(entries) for word, entries in by_word.items()}
+        self._single = frozenset(self._by_word)
         #: Every word that can make an entry occur: `find` needs to know which of these a text has.
-        self.vocabulary = frozenset(self._words.union(*self._by_words))
+        self.vocabulary = frozenset(self._words.union(self._single, *(entry.words for entry, _ in phrases)))
 
-    def find(self, folded: str, seen: set[str] | frozenset[str]) -> set[str]:
-        """The keys (see `term_key`) of the entries in `folded`, a case-folded text. `seen` are its
-        words (runs of `\\w`) that are in `vocabulary` (others may be there too)."""
+    def find(self, folded: str, runs: list[str], seen: set[str] | frozenset[str]) -> set[str]:
+        """The keys (see `term_key`) of the entries in `folded`, a case-folded text whose runs of
+        `\\w` are `runs` (in order); `seen` are those of them that are in `vocabulary` (or more)."""
         found = self._words & seen  # a set, which `seen` need not be
-        if self._always:
-            for entry in self._always:
+        for entry in self._always:
+            if entry.regex.search(folded):
+                found.add(entry.key)
+        for word in self._single.intersection(seen):
+            for entry in self._by_word[word]:
                 if entry.regex.search(folded):
                     found.add(entry.key)
-        anchors = self._anchors.intersection(seen)
-        if anchors:
-            filed = chain.from_iterable(map(self._by_anchor.__getitem__, anchors))
-            for word_set in filter(seen.issuperset, filed):
-                for entry in self._by_words[word_set]:
-                    if entry.regex.search(folded):
-                        found.add(entry.key)
+        for pair in self._pairs.intersection(pairwise(runs)):
+            for entry in self._by_pair[pair]:
+                if entry.words <= seen and entry.regex.search(folded):
+                    found.add(entry.key)
         return found
 
 
@@ -244,8 +251,9 @@ class RuleMatcher:
         # The same on ASCII text, and `lower` has a fast path for it that `casefold` has not.
         folded = text.lower() if text.isascii() else text.casefold()
         # The post's words that some entry or symbol needs; all the later steps look only at these.
-        seen = self._vocabulary.intersection(word_runs(folded))
-        found = self._terms.find(folded, seen)
+        runs = word_runs(folded)
+        seen = self._vocabulary.intersection(runs)
+        found = self._terms.find(folded, runs, seen)
         # The rules of every term found (an all_of or exclude entry may have none), gathered in C.
         by_term = map(self._by_term.get, found, repeat(()))
         candidates = set(chain(self._match_all, chain.from_iterable(by_term)))
