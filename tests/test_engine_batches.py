@@ -157,3 +157,16 @@ def test_ticks_hand_batches_over_only_once_they_are_due() -> None:
     assert state.pending == []
     volume = engine.rules["acme"].detectors["volume_spike"][1]
     assert isinstance(volume, VolumeSpikeDetector) and volume.window_count == 1
+
+
+def test_process_many_gives_the_verdicts_of_process() -> None:
+    posts = _stream(900, random.Random(8))
+    rules = [RuleConfig(name="acme", keywords=["acme"]), RuleConfig(name="outage", keywords=["outage"])]
+    one, many = Engine(rules, _config()), Engine(rules, _config())
+    singly = [one.process(post, ts) for ts, post, _ in posts]
+    timed = [(post, ts) for ts, post, _ in posts]
+    chunked = [
+        verdict for i in range(0, len(timed), 100) for verdict in many.process_many(timed[i : i + 100])
+    ]
+    assert chunked == singly
+    assert any(verdict.signals for verdict in singly)

