@@ -181,8 +181,10 @@ class CampaignDetector(RuleDetector):
         ts = obs.ts
         if ts > self.now:  # noqa: PLR1730 (a call to max() costs more, on every post of every rule)
             self.now = ts
-        busy = self.waiting or self.now - self._window > self._oldest_seen
-        signals = self.advance(ts) if busy else []
+        # `advance` does something only if a view has been idle for a window or the rule-wide gap
+        # is over for a held cluster.
+        due = self.now - self._window > self._oldest_seen or (self.waiting and self.now >= self.quiet_until)
+        signals = self.advance(ts) if due else []
         if self.own_index is not None:
             obs.cluster = self.own_index.place(obs, (self.rule,))
         shared = obs.cluster

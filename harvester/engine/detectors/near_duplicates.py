@@ -34,7 +34,7 @@ counting then still counts it. Both answer what a rule reads of a cluster (`seed
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from harvester.engine.detectors.base import Observation
 
 _MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
+_NO_BUCKETS = (None,) * BandSplit.BANDS
 TEXT_CHARS = 280  # of the representative text kept for the alert
 
 
@@ -104,7 +105,9 @@ class Cluster:
     # Its latest posts with the rules each matched, their length and fingerprint: a rule only looks
     # at a cluster once it holds as many posts as the rule needs accounts, and then counts its own
     # posts among these.
-    recent: deque[Placed] = field(default_factory=deque)
+    # (A list trimmed from the front, at most the index's `recent` long: a deque with a maxlen
+    # allocates a whole block, and costs more to build than the rest of the cluster.)
+    recent: list[Placed] = field(default_factory=list)
     # The newest placed post's fingerprint and length, for rules with stricter settings.
     fingerprint: int = 0
     chars: int = 0
@@ -132,52 +135,69 @@ class NearDuplicateIndex:
     def place(self, obs: Observation, rules: tuple[str, ...]) -> NearDuplicates | None:
         """The cluster `obs` joins (or opens), or None if it is too short or a pure repost."""
         ts = obs.ts
-        self.now = max(self.now, ts)
+        if ts > self.now:  # noqa: PLR1730 (cheaper than a call to max(), for every post)
+            self.now = ts
         cutoff = self.now - self.window
         clusters = self.clusters
         # What `expire` would do, checked inline: it is called for every post and nearly always
         # finds the oldest cluster still live.
         if clusters and next(iter(clusters.values())).last_seen < cutoff:
             self._expire(cutoff)
-        if ts < cutoff or is_repost(obs.post.text):
+        text = obs.post.text
+        if ts < cutoff or ("RT @" in text and is_repost(text)):
             return None
-        features = obs.words
-        chars = sum(map(len, features)) + len(features) - 1
+        # The words' length with one space between them (0 rather than -1 for no words: too short
+        # either way).
+        chars = len(" ".join(obs.words))
         if chars < self.min_chars:
             return None
         fingerprint = obs.fingerprint
-        keys = self.bands.keys(fingerprint)
+        mask = 0xFFFF  # `BandSplit.keys`, written out
+        keys = (
+            fingerprint & mask,
+            0x10000 | ((fingerprint >> 16) & mask),
+            0x20000 | ((fingerprint >> 32) & mask),
+            0x30000 | ((fingerprint >> 48) & mask),
+        )
         seed_of = self.seed_of
         buckets = self.buckets
         # The nearest seed: the cluster the very fingerprint was placed in, or else the nearest seed
         # of the members sharing a band with it (the first of equals, in band order).
         seed = seed_of.get(fingerprint)
         if seed is None:
-            best_distance = self.max_distance + 1
-            for key in keys:
-                bucket = buckets.get(key)
-                if bucket is None:
-                    continue
-                for member in (bucket,) if isinstance(bucket, int) else bucket:
-                    candidate = seed_of[member]
-                    d = (fingerprint ^ candidate).bit_count()
-                    if d < best_distance:
-                        seed, best_distance = candidate, d
-        if seed is None:
-            lone = tuple.__new__(Lone, (fingerprint, ts, obs, rules, chars, keys))
-            clusters[fingerprint] = lone
-            seed_of[fingerprint] = fingerprint
-            for key in keys:  # `_index`, written out: this is most posts
-                held = buckets.get(key)
-                if held is None:
-                    buckets[key] = fingerprint
-                elif isinstance(held, int):
-                    buckets[key] = {held, fingerprint}
+            held = tuple(map(buckets.get, keys))  # most posts share no band with any other
+            if held != _NO_BUCKETS:
+                best_distance = self.max_distance + 1
+                for bucket in held:
+                    if bucket is None:
+                        continue
+                    for member in (bucket,) if isinstance(bucket, int) else bucket:
+                        candidate = seed_of[member]
+                        d = (fingerprint ^ candidate).bit_count()
+                        if d < best_distance:
+                            seed, best_distance = candidate, d
+            if seed is None:
+                lone = tuple.__new__(Lone, (fingerprint, ts, obs, rules, chars, keys))
+                clusters[fingerprint] = lone
+                seed_of[fingerprint] = fingerprint
+                if held == _NO_BUCKETS:
+                    k0, k1, k2, k3 = keys
+                    buckets[k0] = buckets[k1] = buckets[k2] = buckets[k3] = fingerprint
                 else:
-                    held.add(fingerprint)
-            if len(clusters) > self.max_clusters:
-                self._remove(clusters.popitem(last=False)[1])
-            return lone
+                    self._fill(fingerprint, keys, held)
+                if len(clusters) > self.max_clusters:
+                    evicted = clusters.popitem(last=False)[1]
+                    if type(evicted) is Lone:  # `_remove`, written out for the usual case
+                        gone = evicted.seed
+                        del seed_of[gone]
+                        k0, k1, k2, k3 = evicted.keys
+                        if tuple(map(buckets.get, evicted.keys)).count(gone) == 4:
+                            del buckets[k0], buckets[k1], buckets[k2], buckets[k3]
+                        else:
+                            self._take_out(gone, evicted.keys)
+                    else:
+                        self._remove(evicted)
+                return lone
         found = clusters[seed]
         cluster = self._promote(found) if isinstance(found, Lone) else found
         if len(cluster.members) < _MAX_MEMBERS and fingerprint not in seed_of:
@@ -189,13 +209,16 @@ class NearDuplicateIndex:
         cluster.posts += 1
         cluster.fingerprint = fingerprint
         cluster.chars = chars
-        cluster.recent.append(Placed(obs, rules, chars, fingerprint))
+        recent = cluster.recent
+        recent.append(Placed(obs, rules, chars, fingerprint))
+        if len(recent) > self.recent:
+            del recent[0]
         return cluster
 
     def _promote(self, lone: Lone) -> Cluster:
         """A second post joins a lone one: from now on it is a cluster like any other."""
         ts, seed = lone.last_seen, lone.seed
-        recent = deque((lone.placed(),), maxlen=self.recent)
+        recent = [lone.placed()]
         cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], [lone.keys], recent, seed, lone.chars)
         self.clusters[seed] = cluster  # in the lone record's place (the caller moves it to the end)
         return cluster
@@ -216,15 +239,18 @@ class NearDuplicateIndex:
     # cost four allocations per post) and several as a set.
     def _index(self, fingerprint: int, seed: int, keys: tuple[int, ...]) -> None:
         self.seed_of[fingerprint] = seed
+        self._fill(fingerprint, keys, tuple(map(self.buckets.get, keys)))
+
+    def _fill(self, fingerprint: int, keys: tuple[int, ...], held: tuple[int | set[int] | None, ...]) -> None:
+        """File `fingerprint` under `keys`, whose buckets hold `held`."""
         buckets = self.buckets
-        for key in keys:
-            held = buckets.get(key)
-            if held is None:
+        for key, bucket in zip(keys, held, strict=True):
+            if bucket is None:
                 buckets[key] = fingerprint
-            elif isinstance(held, int):
-                buckets[key] = {held, fingerprint}
+            elif isinstance(bucket, int):
+                buckets[key] = {bucket, fingerprint}
             else:
-                held.add(fingerprint)
+                bucket.add(fingerprint)
 
     def _remove(self, cluster: NearDuplicates) -> None:
         """Take a cluster (already out of `clusters`) out of the buckets."""
@@ -236,6 +262,14 @@ class NearDuplicateIndex:
 
     def _unindex(self, member: int, keys: tuple[int, ...]) -> None:
         del self.seed_of[member]
+        buckets = self.buckets
+        if tuple(map(buckets.get, keys)).count(member) == len(keys):  # alone in all, as most are
+            for key in keys:
+                del buckets[key]
+            return
+        self._take_out(member, keys)
+
+    def _take_out(self, member: int, keys: tuple[int, ...]) -> None:
         buckets = self.buckets
         for key in keys:
             held = buckets.get(key)
@@ -265,9 +299,7 @@ class NearDuplicateIndex:
         self.buckets.clear()
         self.seed_of.clear()
         for seed, text, first, last, posts, members in state.get("clusters", []):
-            cluster = Cluster(
-                int(seed), str(text), float(first), float(last), int(posts), recent=deque(maxlen=self.recent)
-            )
+            cluster = Cluster(int(seed), str(text), float(first), float(last), int(posts))
             self.clusters[cluster.seed] = cluster
             for member in map(int, members):
                 if member not in self.seed_of:
