@@ -38,7 +38,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, pairwise, repeat
+from itertools import pairwise
 
 from harvester.config.schema import RuleConfig
 from harvester.models import Post
@@ -254,9 +254,12 @@ class RuleMatcher:
         runs = word_runs(folded)
         seen = self._vocabulary.intersection(runs)
         found = self._terms.find(folded, runs, seen)
-        # The rules of every term found (an all_of or exclude entry may have none), gathered in C.
-        by_term = map(self._by_term.get, found, repeat(()))
-        candidates = set(chain(self._match_all, chain.from_iterable(by_term)))
+        candidates = set(self._match_all)
+        by_term = self._by_term
+        for key in found:
+            hits = by_term.get(key)  # an all_of or exclude entry may have no rule of its own
+            if hits:
+                candidates.update(hits)
         if self._by_cashtag and "$" in text:
             for tag in _CASHTAG.findall(text):
                 hits = self._by_cashtag.get(tag.rstrip(".").upper())
@@ -272,7 +275,7 @@ class RuleMatcher:
         rules = self.rules
         in_order = sorted(candidates) if len(candidates) > 1 else candidates
         if self._filtered.isdisjoint(candidates):
-            return list(map(rules.__getitem__, in_order))
+            return [rules[index] for index in in_order]
         filtered = self._filtered
         return [
             rules[index] for index in in_order if index not in filtered or rules[index].accepts(post, found)
