@@ -44,11 +44,18 @@ from harvester.config.schema import RuleConfig
 from harvester.models import Post
 
 _WORD = re.compile(r"\w+")
-# For `word_runs`: an ASCII character that `\w` does not match becomes a space. Bytes of non-ASCII
-# characters are kept, so their pieces stay whole for `_WORD` to cut.
-_NOT_WORD_TO_SPACE = bytes(
-    byte if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_") else ord(" ") for byte in range(256)
+# For `word_tokens`: ASCII whitespace becomes a space, every other ASCII character that `\w` does
+# not match becomes NUL (a token of its own later). Bytes of non-ASCII characters are kept, so their
+# pieces stay whole for `_TOKEN` to cut.
+_SEPARATORS = bytes(
+    byte
+    if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_")
+    else ord(" ")
+    if chr(byte).isspace()
+    else 0
+    for byte in range(256)
 )
+_TOKEN = re.compile(r"\w+|\W")
 # Group references change meaning when patterns are joined into one alternation.
 _GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 # A trailing "." is the end of the sentence ("buying $BTC."), not part of the symbol ($BRK.B). The
@@ -73,22 +80,28 @@ def _whole(term: str) -> re.Pattern[str]:
     return re.compile(rf"{first}(?<!\w{first}){body}(?!\w)")
 
 
-def word_runs(text: str) -> list[str]:
-    """The runs of `\\w` in `text`, in order: what `_WORD.findall(text)` gives, at half the cost.
+def word_tokens(text: str) -> list[str]:
+    """The runs of `\\w` in `text`, in order, with a token that is not a word between two runs
+    wherever what separates them is more than whitespace: two runs are next to each other in the
+    list exactly when only whitespace separates them in the text ("acme air", not "acme. air").
 
-    Splitting at ASCII non-word characters and at whitespace (never a word character) leaves pieces
-    bounded by non-word characters: an ASCII piece is a whole run, and only a piece with other
-    characters in it ("café", "great✨") needs `_WORD` to cut it."""
-    pieces = text.encode().translate(_NOT_WORD_TO_SPACE).decode().split()
+    In C, at half the cost of `re.findall`: a byte table makes ASCII whitespace a space and other
+    ASCII non-word characters NUL, NUL is set apart by spaces, and `split()` cuts the rest (it also
+    cuts at non-ASCII whitespace, as `\\s` does). Only a piece with non-ASCII characters in it
+    ("café", "great✨") needs `_TOKEN` to cut it into runs and single non-word characters."""
+    separated = text.encode().translate(_SEPARATORS).decode()
+    if "\0" in separated:
+        separated = separated.replace("\0", " \0 ")
+    pieces = separated.split()
     if text.isascii():
         return pieces
-    runs: list[str] = []
+    tokens: list[str] = []
     for piece in pieces:
         if piece.isascii():
-            runs.append(piece)
+            tokens.append(piece)
         else:
-            runs += _WORD.findall(piece)
-    return runs
+            tokens += _TOKEN.findall(piece)
+    return tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,48 +118,63 @@ class TermFinder:
 
     def __init__(self, terms: Iterable[str]) -> None:
         self._words: set[str] = set()
-        by_word: dict[str, list[_Confirmed]] = defaultdict(list)
-        phrases: list[tuple[_Confirmed, list[tuple[str, str]]]] = []
+        # Phrases of two plain words, by their words: found by the pair alone.
+        self._two_words: dict[tuple[str, str], str] = {}
+        longer: list[tuple[_Confirmed, list[tuple[str, str]]]] = []
+        others: list[_Confirmed] = []
         self._always: list[_Confirmed] = []
         for key in sorted({term_key(term) for term in terms}):
             runs = _WORD.findall(key)
             if runs == [key]:
                 self._words.add(key)
-                continue
-            entry = _Confirmed(key, frozenset(runs), _whole(key))
-            if len(runs) > 1:
-                phrases.append((entry, list(pairwise(runs))))
+            elif runs == key.split(" ") and len(runs) == 2:
+                self._two_words[runs[0], runs[1]] = key
+            elif runs == key.split(" "):
+                longer.append((_Confirmed(key, frozenset(runs), _whole(key)), list(pairwise(runs))))
             elif runs:
-                by_word[runs[0]].append(entry)
+                others.append(_Confirmed(key, frozenset(runs), _whole(key)))
             else:
-                self._always.append(entry)
-        # How many entries a pair is in: the fewer, the rarer the pair is likely to be in posts, and
-        # the fewer entries a post with it makes us check ("acme air" is in the brand's few entries,
-        # "air outage" in those of every airline).
-        uses = Counter(pair for _, pairs in phrases for pair in set(pairs))
+                self._always.append(_Confirmed(key, frozenset(), _whole(key)))
+        # How many phrases a pair is in: the fewer, the rarer the pair is likely to be in posts, and
+        # the fewer phrases a post with it makes us check ("acme air" is in the brand's few phrases,
+        # "air outage" in those of every airline). The same for the words of the other entries.
+        pair_uses = Counter(pair for _, pairs in longer for pair in set(pairs))
+        pair_uses.update(self._two_words.keys())  # the pairs, not the dict's values as counts
         by_pair: dict[tuple[str, str], list[_Confirmed]] = defaultdict(list)
-        for entry, pairs in phrases:
-            by_pair[min(pairs, key=uses.__getitem__)].append(entry)  # the first of equally rare ones
+        for entry, pairs in longer:
+            by_pair[min(pairs, key=pair_uses.__getitem__)].append(entry)  # the first of equally rare
+        word_uses = Counter(word for entry in others for word in entry.words)
+        word_uses.update(self._words)
+        by_word: dict[str, list[_Confirmed]] = defaultdict(list)
+        for entry in others:
+            by_word[min(sorted(entry.words), key=word_uses.__getitem__)].append(entry)
         self._by_pair = {pair: tuple(entries) for pair, entries in by_pair.items()}
-        self._pairs = frozenset(self._by_pair)
+        self._pairs = frozenset(self._by_pair) | frozenset(self._two_words)
         self._by_word = {word: tuple(entries) for word, entries in by_word.items()}
-        self._single = frozenset(self._by_word)
+        self._anchors = frozenset(self._by_word)
         #: Every word that can make an entry occur: `find` needs to know which of these a text has.
-        self.vocabulary = frozenset(self._words.union(self._single, *(entry.words for entry, _ in phrases)))
+        self.vocabulary = frozenset(
+            self._words.union(
+                *self._two_words, *(entry.words for entry, _ in longer), *(entry.words for entry in others)
+            )
+        )
 
-    def find(self, folded: str, runs: list[str], seen: set[str] | frozenset[str]) -> set[str]:
-        """The keys (see `term_key`) of the entries in `folded`, a case-folded text whose runs of
-        `\\w` are `runs` (in order); `seen` are those of them that are in `vocabulary` (or more)."""
+    def find(self, folded: str, tokens: list[str], seen: set[str] | frozenset[str]) -> set[str]:
+        """The keys (see `term_key`) of the entries in `folded`, a case-folded text cut into `tokens`
+        by `word_tokens`; `seen` are the tokens that are in `vocabulary` (or more)."""
         found = self._words & seen  # a set, which `seen` need not be
         for entry in self._always:
             if entry.regex.search(folded):
                 found.add(entry.key)
-        for word in self._single.intersection(seen):
+        for word in self._anchors.intersection(seen):
             for entry in self._by_word[word]:
-                if entry.regex.search(folded):
+                if entry.words <= seen and entry.regex.search(folded):
                     found.add(entry.key)
-        for pair in self._pairs.intersection(pairwise(runs)):
-            for entry in self._by_pair[pair]:
+        for pair in self._pairs.intersection(pairwise(tokens)):
+            key = self._two_words.get(pair)
+            if key is not None:
+                found.add(key)  # two plain words next to each other: exactly the phrase
+            for entry in self._by_pair.get(pair, ()):
                 if entry.words <= seen and entry.regex.search(folded):
                     found.add(entry.key)
         return found
@@ -251,9 +279,9 @@ class RuleMatcher:
         # The same on ASCII text, and `lower` has a fast path for it that `casefold` has not.
         folded = text.lower() if text.isascii() else text.casefold()
         # The post's words that some entry or symbol needs; all the later steps look only at these.
-        runs = word_runs(folded)
-        seen = self._vocabulary.intersection(runs)
-        found = self._terms.find(folded, runs, seen)
+        tokens = word_tokens(folded)
+        seen = self._vocabulary.intersection(tokens)
+        found = self._terms.find(folded, tokens, seen)
         candidates = set(self._match_all)
         by_term = self._by_term
         for key in found:
