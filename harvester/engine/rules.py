@@ -152,12 +152,9 @@ class TermFinder:
         self._pairs = frozenset(self._by_pair) | frozenset(self._two_words)
         self._by_word = {word: tuple(entries) for word, entries in by_word.items()}
         self._anchors = frozenset(self._by_word)
-        #: Every word that can make an entry occur: `find` needs to know which of these a text has.
-        self.vocabulary = frozenset(
-            self._words.union(
-                *self._two_words, *(entry.words for entry, _ in longer), *(entry.words for entry in others)
-            )
-        )
+        #: The words `find` needs to know a text has: the keywords of one word, and the words of the
+        #: entries filed under a word. (Phrases are found by their pairs, looked up from the tokens.)
+        self.vocabulary = frozenset(self._words.union(*(entry.words for entry in others)))
 
     def find(self, folded: str, tokens: list[str], seen: set[str] | frozenset[str]) -> set[str]:
         """The keys (see `term_key`) of the entries in `folded`, a case-folded text cut into `tokens`
@@ -175,7 +172,7 @@ class TermFinder:
             if key is not None:
                 found.add(key)  # two plain words next to each other: exactly the phrase
             for entry in self._by_pair.get(pair, ()):
-                if entry.words <= seen and entry.regex.search(folded):
+                if entry.regex.search(folded):  # a longer phrase: is the rest there too?
                     found.add(entry.key)
         return found
 
