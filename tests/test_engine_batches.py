@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pytest
+
 from harvester.config.detectors import (
     CampaignConfig,
     CrisisConfig,
@@ -30,11 +32,23 @@ SENTIMENT = SentimentShiftConfig(bucket=10, window_buckets=3, warmup_buckets=6, 
 CRISIS = CrisisConfig(within=300)
 
 
-def _config() -> EngineConfig:
+# Buckets narrower than a batch: most batches are cut into runs (see `bucket_runs`).
+NARROW = (
+    VolumeSpikeConfig(bucket=1, window_buckets=5, warmup_buckets=30, min_count=8, threshold=4, cooldown=300),
+    SentimentShiftConfig(bucket=1, window_buckets=10, warmup_buckets=30, min_posts=20),
+    CrisisConfig(within=45),
+)
+
+
+def _config(
+    volume: VolumeSpikeConfig = VOLUME,
+    sentiment: SentimentShiftConfig = SENTIMENT,
+    crisis: CrisisConfig = CRISIS,
+) -> EngineConfig:
     return EngineConfig(
-        volume_spike=VOLUME,
-        sentiment=SENTIMENT,
-        crisis=CRISIS,
+        volume_spike=volume,
+        sentiment=sentiment,
+        crisis=crisis,
         viral=ViralConfig(enabled=False),
         campaign=CampaignConfig(enabled=False),
         silence=SilenceConfig(enabled=False),
@@ -59,11 +73,14 @@ def _stream(seconds: int, rng: random.Random) -> list[tuple[float, Post, float]]
     return posts
 
 
-def _post_by_post(posts: list[tuple[float, Post, float]]) -> list[tuple[float, Signal]]:
+def _post_by_post(
+    posts: list[tuple[float, Post, float]],
+    configs: tuple[VolumeSpikeConfig, SentimentShiftConfig, CrisisConfig] = (VOLUME, SENTIMENT, CRISIS),
+) -> list[tuple[float, Signal]]:
     """The detectors fed directly, one post at a time, with the engine's composite wiring."""
-    volume = VolumeSpikeDetector("acme", VOLUME)
-    sentiment = SentimentShiftDetector("acme", SENTIMENT)
-    crisis = CrisisDetector("acme", CRISIS)
+    volume = VolumeSpikeDetector("acme", configs[0], lateness=EngineConfig().lateness)
+    sentiment = SentimentShiftDetector("acme", configs[1])
+    crisis = CrisisDetector("acme", configs[2])
     fired: list[tuple[float, Signal]] = []
     for ts, post, score in posts:
         obs = Observation(ts, post, score)
@@ -75,14 +92,17 @@ def _post_by_post(posts: list[tuple[float, Post, float]]) -> list[tuple[float, S
     return fired
 
 
-def test_batched_detectors_raise_the_same_signals_at_most_a_batch_later() -> None:
+@pytest.mark.parametrize("configs", [(VOLUME, SENTIMENT, CRISIS), NARROW], ids=["wide", "narrow"])
+def test_batched_detectors_raise_the_same_signals_at_most_a_batch_later(
+    configs: tuple[VolumeSpikeConfig, SentimentShiftConfig, CrisisConfig],
+) -> None:
     posts = _stream(900, random.Random(5))
-    engine = Engine([RuleConfig(name="acme", keywords=["acme"])], _config())
+    engine = Engine([RuleConfig(name="acme", keywords=["acme"])], _config(*configs))
     batched: list[tuple[float, Signal]] = []
     for ts, post, score in posts:
         verdict = engine.observe(post, engine.match(post), score, ts)
         batched += [(ts, signal) for signal in verdict.signals]
-    direct = _post_by_post(posts)
+    direct = _post_by_post(posts, configs)
     assert {s.kind for _, s in direct} >= {"volume_spike", "sentiment_drop", "crisis"}
 
     # The same events, each first signalled within a batch of when it was post by post (either

@@ -74,3 +74,24 @@ def test_baseline_starts_as_a_plain_average_and_clipping_keeps_spikes_out() -> N
     restored = EwmaBaseline(half_life=100)
     restored.restore(b.snapshot())
     assert (restored.mean, restored.var, restored.n) == (b.mean, b.var, b.n)
+
+
+def test_bucket_runs_cut_a_batch_at_bucket_edges() -> None:
+    from dataclasses import dataclass as _dataclass
+
+    from harvester.engine.windows import bucket_runs
+
+    @_dataclass
+    class At:
+        ts: float
+
+    batch = [At(t) for t in (9.0, 9.5, 10.0, 10.2, 19.9, 20.0, 35.0)]
+    runs = bucket_runs(batch, 10.0)
+    assert [(index, [item.ts for item in run]) for index, run in runs] == [
+        (0, [9.0, 9.5]),
+        (1, [10.0, 10.2, 19.9]),
+        (2, [20.0]),
+        (3, [35.0]),
+    ]
+    single = bucket_runs(batch[2:5], 10.0)
+    assert len(single) == 1 and single[0][1] is not None and len(single[0][1]) == 3

@@ -19,7 +19,7 @@ from typing import Any
 from harvester.config.detectors import VolumeSpikeConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector
 from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
-from harvester.engine.windows import BucketWindow, EwmaBaseline
+from harvester.engine.windows import BucketWindow, EwmaBaseline, bucket_runs
 from harvester.models import Severity, Signal
 
 KIND = "volume_spike"
@@ -168,22 +168,24 @@ class VolumeSpikeDetector(RuleDetector):
 
     def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
         window = self.window
-        current = window.buckets[-1] if window.buckets else None
-        first, last = batch[0].ts, batch[-1].ts
-        # Nearly always the whole batch (a second of posts at most) is in the current bucket; the
-        # engine keeps a batch in time order, so its first and last post say so. Else one by one.
-        if (
-            current is None
-            or self._resumed
-            or int(first // window.width) != current.index
-            or int(last // window.width) != current.index
-        ):
-            return super().observe_many(batch)
-        window.newest = max(window.newest, last)
-        current.add_many(batch, self.examples)
-        self.window_count += len(batch)
-        signal = self.evaluate(last)
-        return [signal] if signal is not None else []
+        signals: list[Signal] = []
+        # The batch in runs of one bucket (nearly always one run). A run in the current bucket or a
+        # newer one is folded in at once; a late run, or the first posts ever, go one by one.
+        for index, run in bucket_runs(batch, window.width):
+            current = window.buckets[-1] if window.buckets else None
+            if current is not None and index > current.index and not self._resumed:
+                self.close_buckets(run[0].ts)
+                current = window.buckets[-1]
+            if current is None or self._resumed or index != current.index:
+                signals += super().observe_many(run)
+                continue
+            window.newest = max(window.newest, run[-1].ts)
+            current.add_many(run, self.examples)
+            self.window_count += len(run)
+        signal = self.evaluate(batch[-1].ts)
+        if signal is not None:
+            signals.append(signal)
+        return signals
 
     def evaluate(self, ts: float) -> Signal | None:
         cfg = self.config

@@ -18,7 +18,7 @@ so a spike does not become the new normal.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -30,6 +30,31 @@ class Bucket(Protocol):
 
 
 B = TypeVar("B", bound=Bucket)
+
+
+class Timed(Protocol):
+    @property
+    def ts(self) -> float: ...
+
+
+T = TypeVar("T", bound=Timed)
+
+
+def bucket_runs(batch: Sequence[T], width: float) -> list[tuple[int, Sequence[T]]]:
+    """A batch in time order, cut into runs of one `width`-wide bucket each: (bucket index, items).
+    Nearly always one run: a batch covers a second or two."""
+    index = math.floor(batch[0].ts / width)
+    if math.floor(batch[-1].ts / width) == index:
+        return [(index, batch)]
+    runs: list[tuple[int, Sequence[T]]] = []
+    start = 0
+    for position, item in enumerate(batch):
+        item_index = math.floor(item.ts / width)
+        if item_index != index:
+            runs.append((index, batch[start:position]))
+            start, index = position, item_index
+    runs.append((index, batch[start:]))
+    return runs
 
 
 class BucketWindow(Generic[B]):

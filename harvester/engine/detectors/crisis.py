@@ -37,7 +37,7 @@ from harvester.engine.detectors.base import (
     shared_vocabulary,
 )
 from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
-from harvester.engine.windows import BucketWindow
+from harvester.engine.windows import BucketWindow, bucket_runs
 from harvester.models import Severity, Signal
 
 KIND: Final = "crisis"
@@ -174,36 +174,38 @@ class CrisisDetector(RuleDetector):
 
     def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
         window = self.window
-        current = window.buckets[-1] if window.buckets else None
-        # As `observe`, post by post, unless the whole batch is in the current bucket (the usual
-        # case: see `VolumeSpikeDetector.observe_many`).
-        if (
-            current is None
-            or window.index_of(batch[0].ts) != current.index
-            or window.index_of(batch[-1].ts) != current.index
-        ):
-            return super().observe_many(batch)
-        last = batch[-1].ts
-        window.newest = max(window.newest, last)
-        current.posts += len(batch)
-        scores = [s for obs in batch if (s := obs.sentiment) is not None]
+        signals: list[Signal] = []
+        # As `observe`, post by post, but a run of one bucket at a time (nearly always the whole
+        # batch) and one check at the end. A late run goes one by one.
+        for index, run in bucket_runs(batch, self.width):
+            self._roll(run[0].ts)
+            current = window.buckets[-1]
+            if index != current.index:
+                signals += super().observe_many(run)
+                continue
+            window.newest = max(window.newest, run[-1].ts)
+            self._fold(current, run)
+        if self.spike is not None and self.throttle.due(batch[-1].ts, len(batch)):
+            signals += self._check(batch[-1].ts)
+        return signals
+
+    def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> None:
+        bucket.posts += len(run)
+        scores = [s for obs in run if (s := obs.sentiment) is not None]
         if scores:
-            current.scored += len(scores)
-            current.sentiment_sum += sum(scores)
-        if len(current.authors) < _MAX_AUTHORS_PER_BUCKET:
-            current.authors.update([obs.post.author for obs in batch])
+            bucket.scored += len(scores)
+            bucket.sentiment_sum += sum(scores)
+        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
+            bucket.authors.update([obs.post.author for obs in run])
         vocabulary = self.crisis_terms
-        with_terms = [(obs, found) for obs in batch if (found := obs.found(vocabulary))]
+        with_terms = [(obs, found) for obs in run if (found := obs.found(vocabulary))]
         if with_terms:
-            current.crisis_posts += len(with_terms)
-            counts = current.crisis_terms
+            bucket.crisis_posts += len(with_terms)
+            counts = bucket.crisis_terms
             for _, found in with_terms:
                 for term in found:
                     counts[term] = counts.get(term, 0) + 1
-            current.evidence.add_many([obs for obs, _ in with_terms], self.examples)
-        if self.spike is None:
-            return []
-        return self._check(last) if self.throttle.due(last, len(batch)) else []
+            bucket.evidence.add_many([obs for obs, _ in with_terms], self.examples)
 
     def note_signal(self, signal: Signal) -> list[Signal]:
         """Another detector's signal for this rule; a volume spike arms the composite."""

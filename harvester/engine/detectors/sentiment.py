@@ -48,7 +48,7 @@ from typing import Any, Final
 from harvester.config.detectors import SentimentShiftConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, Throttle, at
 from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
-from harvester.engine.windows import BucketWindow, EwmaBaseline
+from harvester.engine.windows import BucketWindow, EwmaBaseline, bucket_runs
 from harvester.models import Severity, Signal
 
 DROP: Final = "sentiment_drop"
@@ -248,36 +248,42 @@ class SentimentShiftDetector(RuleDetector):
 
     def observe_many(self, batch: Sequence[Observation]) -> list[Signal]:
         window = self.window
-        current = window.buckets[-1] if window.buckets else None
-        width = self.config.bucket
-        # The usual case, the whole batch in the current bucket (see `VolumeSpikeDetector`): the
-        # same sums as `observe` post by post, one judgement at the end. Else one by one.
-        if current is None or math.floor(batch[0].ts / width) != current.index:
-            return super().observe_many(batch)
-        last = batch[-1].ts
-        if math.floor(last / width) != current.index:
-            return super().observe_many(batch)
-        window.newest = max(window.newest, last)
-        scored = [obs for obs in batch if obs.sentiment is not None]
+        signals: list[Signal] = []
+        scored_posts = 0
+        # The same sums as `observe` post by post, a run of one bucket at a time (nearly always
+        # the whole batch), and one judgement at the end. A late run goes one by one.
+        for index, run in bucket_runs(batch, self.config.bucket):
+            self._roll(run[0].ts)
+            current = window.buckets[-1]
+            if index != current.index:
+                signals += super().observe_many(run)
+                continue
+            window.newest = max(window.newest, run[-1].ts)
+            scored_posts += self._fold(current, run)
+        if scored_posts and self.warmed_up and self.throttle.due(batch[-1].ts, scored_posts):
+            signals += self._evaluate(batch[-1].ts)
+        return signals
+
+    def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> int:
+        """Add a run's scored posts to `bucket`; returns how many there were."""
+        scored = [obs for obs in run if obs.sentiment is not None]
         if not scored:
-            return []
+            return 0
         scores: list[float] = [obs.sentiment for obs in scored]  # type: ignore[misc]
-        current.n += len(scores)
-        current.total += sum(scores)
-        current.squares += sum(map(operator.mul, scores, scores))
-        if len(current.authors) < _MAX_AUTHORS_PER_BUCKET:
-            current.authors.update([obs.post.author for obs in scored])
+        bucket.n += len(scores)
+        bucket.total += sum(scores)
+        bucket.squares += sum(map(operator.mul, scores, scores))
+        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
+            bucket.authors.update([obs.post.author for obs in scored])
         negative = [obs for obs, score in zip(scored, scores, strict=True) if score <= -NEUTRAL_BAND]
         if negative:
-            current.negative_posts += len(negative)
-            current.negative.add_many(negative, self.examples)
+            bucket.negative_posts += len(negative)
+            bucket.negative.add_many(negative, self.examples)
         positive = [obs for obs, score in zip(scored, scores, strict=True) if score >= NEUTRAL_BAND]
         if positive:
-            current.positive_posts += len(positive)
-            current.positive.add_many(positive, self.examples)
-        if self.warmed_up and self.throttle.due(last, len(scores)):
-            return self._evaluate(last)
-        return []
+            bucket.positive_posts += len(positive)
+            bucket.positive.add_many(positive, self.examples)
+        return len(scores)
 
     # -- the test ----------------------------------------------------------------------------------
 
