@@ -27,6 +27,7 @@ from harvester.config.schema import Config
 from harvester.dedup import SeenSet
 from harvester.engine import Engine
 from harvester.engine.sentiment_pool import SentimentPool, default_workers
+from harvester.errors import StoreError
 from harvester.health import HealthRegistry, SourceState
 from harvester.metrics import Metrics
 from harvester.models import Severity, Signal
@@ -338,7 +339,11 @@ class App:
 
     async def save_engine_state(self) -> None:
         assert self.engine is not None and self.store is not None
-        await self.store.save_state(ENGINE_STATE, self.engine.snapshot(), self.clock.now().timestamp())
+        try:
+            await self.store.save_state(ENGINE_STATE, self.engine.snapshot(), self.clock.now().timestamp())
+        except StoreError as exc:
+            # Locked or full: the previous snapshot stays, the next interval (or shutdown) tries again.
+            log.warning("engine state not saved, the store refused it", error=str(exc))
 
     # -- periodic work ------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -360,9 +365,13 @@ class App:
                 await self.save_engine_state()
             if now - last_prune >= cfg.store.prune_interval:
                 last_prune = now
-                pruned = await self.store.prune(
-                    self.clock.now().timestamp(), cfg.store.post_retention, cfg.dedup.ttl
-                )
+                try:
+                    pruned = await self.store.prune(
+                        self.clock.now().timestamp(), cfg.store.post_retention, cfg.dedup.ttl
+                    )
+                except StoreError as exc:  # locked or full: what is old now is still old next time
+                    log.warning("store not pruned, the store refused it", error=str(exc))
+                    continue
                 if any(pruned.values()):
                     log.info("store pruned", **pruned)
 

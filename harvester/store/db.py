@@ -25,6 +25,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -61,6 +62,9 @@ Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 PRUNE_CHUNK = 5_000
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
+
+# How long `close` lets `PRAGMA optimize` wait for another connection's lock before skipping it.
+OPTIMIZE_BUSY_TIMEOUT_MS = 200
 
 # `ON CONFLICT (key) DO NOTHING` rather than `INSERT OR IGNORE`: both skip a row whose key is already
 # stored, but OR IGNORE would also silently skip a row that breaks any other constraint (a NULL in a
@@ -174,11 +178,16 @@ class Store:
                 return
             self._closed = True
             try:
-                with store_errors("close"):
-                    # Cheap, and keeps the query planner's statistics current for the next run.
+                # Cheap, and keeps the query planner's statistics current for the next run. It may
+                # write, so a database another connection holds locked would fail it: that is no
+                # reason to fail the shutdown (or to hide the error that caused it), nor to wait the
+                # whole busy timeout for.
+                with suppress(sqlite3.Error):
+                    await self._db.execute(f"PRAGMA busy_timeout={OPTIMIZE_BUSY_TIMEOUT_MS}")
                     await self._db.execute("PRAGMA optimize")
             finally:
-                await self._db.close()
+                with store_errors("close"):
+                    await self._db.close()
 
     async def __aenter__(self) -> Store:
         return self
