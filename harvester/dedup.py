@@ -16,6 +16,9 @@ class SeenSet:
         self.capacity = capacity
         self.ttl = ttl
         self._seen: OrderedDict[str, float] = OrderedDict()
+        # The `now` of the last age eviction: the pipeline passes one `now` for a whole batch, and
+        # nothing can expire again until it moves (every entry added at it is younger than the TTL).
+        self._evicted_at = float("nan")
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -36,6 +39,7 @@ class SeenSet:
 
     def load(self, items: Iterable[tuple[str, float]]) -> None:
         """Reload from the store, oldest first."""
+        self._evicted_at = float("nan")  # what is loaded may be old: the next add checks ages again
         for uid, seen_at in items:
             self._seen[uid] = seen_at
             self._seen.move_to_end(uid)
@@ -45,6 +49,9 @@ class SeenSet:
     def _evict(self, now: float) -> None:
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
+        if now == self._evicted_at:
+            return
+        self._evicted_at = now
         horizon = now - self.ttl
         while self._seen:
             oldest_uid, oldest_at = next(iter(self._seen.items()))

@@ -179,3 +179,18 @@ async def test_processor_counts_per_batch_what_happened_post_by_post() -> None:
     assert all(r.sentiment is not None for r in writer.records)
     assert writer.cursors == {"test": "end"} and writer.items == len(envelopes)
     assert writer.seen == [(p.uid, clock.now().timestamp()) for p in posts]
+
+
+# ---------------------------------------------------------------------------------- the dedup set
+
+
+def test_seen_set_ages_out_once_per_now() -> None:
+    seen = SeenSet(capacity=10, ttl=100)
+    seen.load([("old", 1.0)])  # at start, from the store
+    for uid, at in (("a", 30.0), ("b", 50.0)):
+        seen.add_if_new(uid, at)
+    assert "old" in seen and "a" in seen  # neither is 100 s old at 50
+    assert seen.add_if_new("c", 135.0) and "old" not in seen and "a" not in seen and "b" in seen
+    assert seen.add_if_new("d", 135.0)  # the same batch: nothing more to age out
+    assert not seen.add_if_new("b", 135.0)  # b (50) is still within the TTL at 135
+    assert seen.add_if_new("b", 151.0) and len(seen) == 3  # expired at 151, and seen anew: b, c, d

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
 
-from harvester.models import Post, cap_text
+from harvester.models import MAX_TEXT_CHARS, Post
 
 # ---------------------------------------------------------------------------------------------------
 # Public names: what a demo config or a test writes rules against.
@@ -950,6 +950,7 @@ class StreamGenerator:
     ) -> None:
         self.seed = seed
         self.source = source
+        self._uid_prefix = Post.make_uid(source, "")
         self.base_rate = rate
         self.origin = origin
         self.plan = plan or ScenarioPlan()
@@ -1109,14 +1110,18 @@ class StreamGenerator:
             likes = int(author.followers * like_rate)
             counts = (likes, likes // repost_div, likes // reply_div)
         likes, reposts, replies = counts
+        # `Post.make_uid` and `cap_text`, inlined: this runs once per synthetic post.
+        uid = self._uid_prefix + native_id
+        if len(text) > MAX_TEXT_CHARS:
+            text = text[:MAX_TEXT_CHARS]
         if author.platform == "reddit":  # Reddit reports a score and a comment count, not likes
             return Post(
-                Post.make_uid(self.source, native_id), self.source, native_id, author.handle, cap_text(text),
+                uid, self.source, native_id, author.handle, text,
                 created_at, received_at, author.url_prefix + native_id, author.channels[category], lang,
                 None, None, replies, likes, author.followers,
             )  # fmt: skip
         return Post(
-            Post.make_uid(self.source, native_id), self.source, native_id, author.handle, cap_text(text),
+            uid, self.source, native_id, author.handle, text,
             created_at, received_at, author.url_prefix + native_id, author.channels[category], lang,
             likes, reposts, replies, None, author.followers,
         )  # fmt: skip
