@@ -227,8 +227,9 @@ class Processor:
 # container objects allocated and not yet freed; the pipeline's garbage is nearly all freed at once by
 # reference counting, so collections rarely find anything, but at 700 they ran every few hundred posts
 # and cost about as much as the dedup stage. Cycles are still collected, just in bigger rounds.
+# (`gc.freeze` of the startup objects would save a little more, but whatever a SIGHUP reload replaces
+# would then never be collected in a daemon that runs for weeks.)
 GC_THRESHOLD0 = 10_000
-
 
 _gc_users = 0  # pipelines running in this process (tests run several): only the first tunes the GC
 _gc_saved: tuple[int, ...] = ()
@@ -236,14 +237,11 @@ _gc_saved: tuple[int, ...] = ()
 
 @contextlib.contextmanager
 def tuned_gc() -> Iterator[None]:
-    """While the pipeline runs: objects that exist at start (modules, config, caches) are moved out
-    of the GC's reach (`gc.freeze`), and young collections happen less often. Both are undone when
-    the last running pipeline of the process ends, so a process that runs many daemons (the tests)
-    collects them as usual."""
+    """Young collections less often while the pipeline runs; undone when the last running pipeline
+    of the process ends, so a process that runs many daemons (the tests) collects as usual after."""
     global _gc_users, _gc_saved  # noqa: PLW0603 - the GC's settings are process-wide too
     if _gc_users == 0:
         _gc_saved = gc.get_threshold()
-        gc.freeze()  # garbage frozen with the rest is collectable again after `unfreeze`
         gc.set_threshold(max(_gc_saved[0], GC_THRESHOLD0), *_gc_saved[1:])
     _gc_users += 1
     try:
@@ -252,7 +250,6 @@ def tuned_gc() -> Iterator[None]:
         _gc_users -= 1
         if _gc_users == 0:
             gc.set_threshold(*_gc_saved)
-            gc.unfreeze()
 
 
 async def drain(queue: BoundedQueue[Any], within: float) -> bool:

@@ -76,12 +76,11 @@ async def test_a_consumer_cancelled_after_its_wake_up_passes_the_item_on() -> No
 def test_gc_tuning_is_undone_when_the_last_pipeline_stops() -> None:
     before = gc.get_threshold()
     with tuned_gc():
-        assert gc.get_threshold()[0] >= GC_THRESHOLD0 and gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] >= GC_THRESHOLD0
         with tuned_gc():  # a second daemon in the same process (tests do this)
             pass
         assert gc.get_threshold()[0] >= GC_THRESHOLD0  # still running: still tuned
     assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
 
 
 # ------------------------------------------------------------------------- the processor's books
