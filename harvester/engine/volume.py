@@ -123,7 +123,8 @@ class VolumeSpikeDetector(RuleDetector):
         base.learn(count, clip_above=ceiling)
 
     def advance(self, ts: float) -> list[Signal]:
-        self.close_buckets(ts)
+        if self._resumed or not self.window.still_current(ts):
+            self.close_buckets(ts)
         return []
 
     def close_buckets(self, ts: float) -> None:

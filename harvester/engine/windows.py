@@ -103,6 +103,15 @@ class BucketWindow(Generic[B]):
         self.buckets.append(self.new_bucket(index))
         return closed
 
+    def still_current(self, ts: float) -> bool:
+        """Whether `ts` is still in the newest bucket, so that moving time there closes nothing.
+        (The engine lets every rule's time pass every second; for most rules this is all it does.)"""
+        buckets = self.buckets
+        if not buckets or math.floor(ts / self.width) > buckets[-1].index:
+            return False
+        self.newest = max(self.newest, ts)
+        return True
+
     def bucket_for(self, ts: float) -> B | None:
         """The bucket an event at `ts` belongs in, or None if it is too late (counted in `late`).
 

@@ -220,6 +220,8 @@ class CrisisDetector(RuleDetector):
         return self._check(ts)
 
     def advance(self, ts: float) -> list[Signal]:
+        if self.window.still_current(ts):
+            return []
         if self._roll(ts) and self.spike is not None:
             return self._check(ts)
         return []

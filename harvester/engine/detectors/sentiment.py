@@ -217,6 +217,8 @@ class SentimentShiftDetector(RuleDetector):
         self._closed = sums
 
     def advance(self, ts: float) -> list[Signal]:
+        if self.window.still_current(ts):
+            return []
         if self._roll(ts):
             return self._evaluate(ts)  # old buckets left the window: its suffixes changed
         return []

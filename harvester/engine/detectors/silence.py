@@ -67,6 +67,12 @@ class GapWatch:
 
     def check(self, ts: float) -> Signal | None:
         """Close minutes up to `ts`; return a signal if a gap has just become unusual."""
+        if (
+            (self.signalled_gap or ts - self.last_post < self.config.min_gap)
+            and math.isfinite(self.last_post)
+            and self.minutes.still_current(ts)
+        ):
+            return None  # the usual case, every second: no minute to learn, no gap to report
         warm = self.rate.n >= 10  # ten minutes of history before silence can mean anything
         per_s = self.expected_per_s()
         # Judge against the rate before the gap started dragging the baseline down.
