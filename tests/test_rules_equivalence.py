@@ -11,12 +11,15 @@ rules are the benchmark's generated rules plus hand-made ones that use every fea
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harvester.bench_rules import generated_rules
 from harvester.config.schema import RuleConfig
@@ -253,3 +256,26 @@ def test_the_comparison_catches_a_phrase_matched_across_punctuation(
 
     monkeypatch.setattr(engine_rules, "_whole", loose)
     assert mismatches(posts, expected, RuleMatcher(rules).match)
+
+
+# -- the tokens -------------------------------------------------------------------------------------
+
+# Word characters, ASCII and other separators, and characters that case folding changes (ß, ﬁ).
+TOKEN_CHARS = st.sampled_from(
+    [*"ab Z9_ \t\n.,'#$&-", "é", "ß", "✨", "\N{NO-BREAK SPACE}", "\N{EM SPACE}", "\x00", "\x1c", "ﬁ"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TOKEN_CHARS, max_size=24).map("".join))
+def test_word_tokens_are_the_words_with_a_mark_where_more_than_whitespace_separates_them(text: str) -> None:
+    """What the pair lookup relies on: the words of `word_tokens` are those of `re.findall(r"\\w+")`,
+    and two words are neighbours in the tokens exactly when only whitespace separates them."""
+    folded = text.casefold()
+    tokens = engine_rules.word_tokens(folded)
+    runs = list(re.finditer(r"\w+", folded))
+    assert [t for t in tokens if re.fullmatch(r"\w+", t)] == [m.group() for m in runs]
+    word_at = [i for i, t in enumerate(tokens) if re.fullmatch(r"\w+", t)]
+    for (left, right), (i, j) in zip(itertools.pairwise(runs), itertools.pairwise(word_at), strict=True):
+        only_whitespace = folded[left.end() : right.start()].isspace()
+        assert (j == i + 1) == only_whitespace, (folded, tokens)

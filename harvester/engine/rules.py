@@ -4,22 +4,21 @@ The text is read once for all rules together, so the cost per post depends on th
 many rules or keywords there are. (One `re` alternation of every keyword, the obvious design, tries
 every alternative at every position: its cost grows with the number of keywords.)
 
-1. The post's words (runs of `\\w`) are cut out of the case-folded text once, in order: a byte
-   table turns every ASCII character that is not a word character into a space and `split()` does
-   the rest, in C, at half the cost of `re.findall`; only the few pieces with other characters in
-   them (emoji, accents) go through the `\\w+` pattern. Every word any entry needs (single-word
-   keywords, all_of and exclude entries, the words of every phrase, the symbols) lives in one set,
+1. The case-folded text is cut once into its words (runs of `\\w`), in order, with a mark between
+   two words wherever more than whitespace separates them (`word_tokens`): a byte table and
+   `split()` do it in C, at half the cost of `re.findall`; only the few pieces with non-ASCII
+   characters (emoji, accents) go through a pattern. The single-word entries of every rule
+   (keywords, all_of and exclude alike) and the words the step 2 looks up by word live in one set,
    and one intersection with the post's words, done in C, keeps the few that matter: 10,000
    keywords cost what ten do.
-2. A phrase ("acme air") or an entry with characters other than letters and digits ("c++",
-   "#acme", "at&t") is confirmed by its own small regex, run only when the post could hold it; an
-   entry with no word at all (an emoji) is always checked. So phrases need whitespace between their
-   words ("acme. air" is not "acme air") without a scan per phrase. Where a phrase occurs, its
-   words are consecutive words of the post, so an entry of two words or more is filed under one
-   pair of its consecutive words ("acme air" for "acme air outage"), the pair the fewest other
-   entries use, and the post's pairs of consecutive words are looked up in one intersection, in C.
-   A pair is much rarer in posts than either word ("good grateful" against "good"), so a post
-   makes only an entry or two be checked. An entry of one word ("#acme") is filed under that word.
+2. A phrase of plain words is found by its pairs of consecutive words, which are looked up from
+   the post's pairs of neighbouring tokens in one intersection, in C: the marks keep "acme. air"
+   from being the pair ("acme", "air"). A pair is the whole of a two-word phrase, so it needs
+   nothing more; a longer phrase is filed under its pair the fewest other phrases use ("acme air"
+   for "acme air outage", not "air outage", which every airline's rule has) and confirmed by its
+   own small regex when that pair is there. An entry with other characters ("c++", "#acme",
+   "at&t") is filed under its word the fewest entries use and confirmed by its regex when all its
+   words are there; an entry with no word at all (an emoji) is always checked.
 3. Cashtags are pulled out by one pattern when the text holds a "$"; bare symbols are looked up,
    case-sensitively, among the post's words as written.
 4. The rules those hit, plus the match_all rules, are the candidates. A candidate is kept when its
@@ -44,17 +43,21 @@ from harvester.config.schema import RuleConfig
 from harvester.models import Post
 
 _WORD = re.compile(r"\w+")
-# For `word_tokens`: ASCII whitespace becomes a space, every other ASCII character that `\w` does
-# not match becomes NUL (a token of its own later). Bytes of non-ASCII characters are kept, so their
-# pieces stay whole for `_TOKEN` to cut.
-_SEPARATORS = bytes(
-    byte
-    if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_")
-    else ord(" ")
-    if chr(byte).isspace()
-    else 0
-    for byte in range(256)
-)
+
+
+def _separator_table() -> bytes:
+    """For `word_tokens`: ASCII whitespace becomes a space and every other ASCII character that `\\w`
+    does not match becomes NUL (set apart as a mark later). Bytes of non-ASCII characters are kept,
+    so their pieces stay whole for `_TOKEN` to cut."""
+    table = bytearray(range(256))
+    for byte in range(0x80):
+        char = chr(byte)
+        if not (char.isalnum() or char == "_"):  # exactly what `\w` matches in ASCII
+            table[byte] = ord(" ") if char.isspace() else 0
+    return bytes(table)
+
+
+_SEPARATORS = _separator_table()
 _TOKEN = re.compile(r"\w+|\W")
 # Group references change meaning when patterns are joined into one alternation.
 _GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
@@ -106,7 +109,8 @@ def word_tokens(text: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Confirmed:
-    """An entry found by its own regex, worth running only when all of `words` occur in the post."""
+    """An entry confirmed by its own regex (see `_whole`), run only when the post could hold it: for
+    an entry filed under a word, when all of `words` occur in the post."""
 
     key: str
     words: frozenset[str]
