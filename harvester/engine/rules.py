@@ -6,7 +6,7 @@ every alternative at every position: its cost grows with the number of keywords.
 
 1. The case-folded text is cut once into its words (runs of `\\w`), in order, with a mark between
    two words wherever more than whitespace separates them (`word_tokens`): a byte table and
-   `split()` do it in C, at half the cost of `re.findall`; only the few pieces with non-ASCII
+   `split()` do it in C, at 60% of the cost of `re.findall`; only the few pieces with non-ASCII
    characters (emoji, accents) go through a pattern. The single-word entries of every rule
    (keywords, all_of and exclude alike) and the words the step 2 looks up by word live in one set,
    and one intersection with the post's words, done in C, keeps the few that matter: 10,000
@@ -88,7 +88,7 @@ def word_tokens(text: str) -> list[str]:
     wherever what separates them is more than whitespace: two runs are next to each other in the
     list exactly when only whitespace separates them in the text ("acme air", not "acme. air").
 
-    In C, at half the cost of `re.findall`: a byte table makes ASCII whitespace a space and other
+    In C, at 60% of the cost of `re.findall`: a byte table makes ASCII whitespace a space and other
     ASCII non-word characters NUL, NUL is set apart by spaces, and `split()` cuts the rest (it also
     cuts at non-ASCII whitespace, as `\\s` does). Only a piece with non-ASCII characters in it
     ("café", "great✨") needs `_TOKEN` to cut it into runs and single non-word characters."""
