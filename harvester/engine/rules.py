@@ -15,8 +15,9 @@ every alternative at every position: its cost grows with the number of keywords.
    the post's pairs of neighbouring tokens in one intersection, in C: the marks keep "acme. air"
    from being the pair ("acme", "air"). A pair is the whole of a two-word phrase, so it needs
    nothing more; a longer phrase is filed under its pair the fewest other phrases use ("acme air"
-   for "acme air outage", not "air outage", which every airline's rule has) and confirmed by its
-   own small regex when that pair is there. An entry with other characters ("c++", "#acme",
+   for "acme air outage", not "air outage", which every airline's rule has), looked at when that
+   pair is there, and confirmed by its own small regex (that its pairs are in one place, in order)
+   when all its pairs are. An entry with other characters ("c++", "#acme",
    "at&t") is filed under its word the fewest entries use and confirmed by its regex when all its
    words are there; an entry with no word at all (an emoji) is always checked.
 3. Cashtags are pulled out by one pattern when the text holds a "$"; bare symbols are looked up,
@@ -107,6 +108,9 @@ def word_tokens(text: str) -> list[str]:
     return tokens
 
 
+_Pair = tuple[str, str]  # two words next to each other
+
+
 @dataclass(frozen=True, slots=True)
 class _Confirmed:
     """An entry confirmed by its own regex (see `_whole`), run only when the post could hold it: for
@@ -123,8 +127,8 @@ class TermFinder:
     def __init__(self, terms: Iterable[str]) -> None:
         self._words: set[str] = set()
         # Phrases of two plain words, by their words: found by the pair alone.
-        self._two_words: dict[tuple[str, str], str] = {}
-        longer: list[tuple[_Confirmed, list[tuple[str, str]]]] = []
+        self._two_words: dict[_Pair, str] = {}
+        longer: list[tuple[_Confirmed, list[_Pair]]] = []
         others: list[_Confirmed] = []
         self._always: list[_Confirmed] = []
         for key in sorted({term_key(term) for term in terms}):
@@ -144,16 +148,19 @@ class TermFinder:
         # "air outage" in those of every airline). The same for the words of the other entries.
         pair_uses = Counter(pair for _, pairs in longer for pair in set(pairs))
         pair_uses.update(self._two_words.keys())  # the pairs, not the dict's values as counts
-        by_pair: dict[tuple[str, str], list[_Confirmed]] = defaultdict(list)
+        # A longer phrase is looked at when its rarest pair is in the post, and confirmed by its regex
+        # only when all its pairs are: they are all in `_pairs`, so the post's pairs found say so.
+        by_pair: dict[_Pair, list[tuple[frozenset[_Pair], _Confirmed]]] = defaultdict(list)
         for entry, pairs in longer:
-            by_pair[min(pairs, key=pair_uses.__getitem__)].append(entry)  # the first of equally rare
+            rarest = min(pairs, key=pair_uses.__getitem__)  # the first of equally rare ones
+            by_pair[rarest].append((frozenset(pairs), entry))
         word_uses = Counter(word for entry in others for word in entry.words)
         word_uses.update(self._words)
         by_word: dict[str, list[_Confirmed]] = defaultdict(list)
         for entry in others:
             by_word[min(sorted(entry.words), key=word_uses.__getitem__)].append(entry)
         self._by_pair = {pair: tuple(entries) for pair, entries in by_pair.items()}
-        self._pairs = frozenset(self._by_pair) | frozenset(self._two_words)
+        self._pairs = frozenset(self._two_words).union(*(pairs for _, pairs in longer))
         self._by_word = {word: tuple(entries) for word, entries in by_word.items()}
         self._anchors = frozenset(self._by_word)
         #: The words `find` needs to know a text has: the keywords of one word, and the words of the
@@ -171,12 +178,14 @@ class TermFinder:
             for entry in self._by_word[word]:
                 if entry.words <= seen and entry.regex.search(folded):
                     found.add(entry.key)
-        for pair in self._pairs.intersection(pairwise(tokens)):
+        pairs = self._pairs.intersection(pairwise(tokens))
+        for pair in pairs:
             key = self._two_words.get(pair)
             if key is not None:
                 found.add(key)  # two plain words next to each other: exactly the phrase
-            for entry in self._by_pair.get(pair, ()):
-                if entry.regex.search(folded):  # a longer phrase: is the rest there too?
+            for needs, entry in self._by_pair.get(pair, ()):
+                # A longer phrase: all its pairs are in the post, but are they in one place, in order?
+                if needs <= pairs and entry.regex.search(folded):
                     found.add(entry.key)
         return found
 
