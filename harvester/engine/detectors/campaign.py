@@ -182,20 +182,22 @@ class CampaignDetector(RuleDetector):
         # (views are forgotten, a held cluster fires) only when `advance` has something to do, and
         # a post in a cluster too small for the rule and without a view of it is not looked at.
         ts = obs.ts
-        if ts > self.now:  # noqa: PLR1730 (a call to max() costs more, on every post of every rule)
-            self.now = ts
+        now = self.now
+        if ts > now:
+            self.now = now = ts
         # `advance` does something only if a view has been idle for a window or the rule-wide gap
         # is over for a held cluster.
-        due = self.now - self._window > self._oldest_seen or (self.waiting and self.now >= self.quiet_until)
+        due = now - self._window > self._oldest_seen or (self.waiting and now >= self.quiet_until)
         signals = self.advance(ts) if due else []
         if self.own_index is not None:
             obs.cluster = self.own_index.place(obs, (self.rule,))
         shared = obs.cluster
         if shared is None:
             return signals
-        cluster = self.clusters.get(shared.seed) if self.clusters else None
-        if cluster is None and shared.posts < self._min_accounts:
+        clusters = self.clusters
+        if shared.posts < self._min_accounts and (not clusters or shared.seed not in clusters):
             return signals  # fewer posts than accounts needed, as for nearly every post: nothing to do
+        cluster = clusters.get(shared.seed)
         signal = self._count(obs, shared, cluster)
         self._note_oldest()
         if signal is not None:
@@ -328,7 +330,11 @@ class CampaignDetector(RuleDetector):
             if ts >= campaign.until:
                 continue
             near = distance(cluster.seed, campaign.seed) <= 2 * self.config.max_distance
-            if near or 2 * len(campaign.authors.intersection(names)) >= len(names):
+            # (The shared accounts are counted only when there could be enough of them.)
+            if near or (
+                2 * len(campaign.authors) >= len(names)
+                and 2 * len(campaign.authors.intersection(names)) >= len(names)
+            ):
                 cluster.campaign = campaign.seed
                 cluster.fired_rank = Severity.HIGH.rank  # covered: no escalation of a duplicate either
                 cluster.cooldown_until = campaign.until
