@@ -205,7 +205,7 @@ class Engine:
         obs = Observation(now, post, sentiment)
         if facts is not None:
             obs.known(facts[1].split(), facts[2])
-        names = tuple(rule.name for rule in matched)
+        names = tuple([rule.name for rule in matched])
         index = self.near_duplicates
         if index is not None and not self.campaign_rules.isdisjoint(names):
             obs.cluster = index.place(obs, names)  # once for all the rules' campaign detectors

@@ -198,10 +198,7 @@ class CompiledRule:
     exclude: frozenset[str]  # term keys
     sources: frozenset[str]
     langs: frozenset[str]  # lower case with '-'
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+    name: str  # the config's, as a field: read for every rule every matched post matches
 
     def admits(self, post: Post) -> bool:
         """The source and language filters. A rule for `en` takes `en-GB` posts too."""
@@ -226,6 +223,7 @@ def _compile(rule: RuleConfig, patterns: dict[str, re.Pattern[str]]) -> Compiled
         exclude=frozenset(term_key(t) for t in rule.exclude),
         sources=frozenset(rule.sources),
         langs=frozenset(rule.langs),
+        name=rule.name,
     )
 
 

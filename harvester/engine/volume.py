@@ -46,13 +46,21 @@ class _Bucket:
         self.evidence.add(obs, keep_examples)
 
     def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
+        # One plain loop: for the few posts of a typical batch it costs a third of what a
+        # comprehension per figure does (each comprehension is a function call).
+        scored, total = 0, 0.0
+        authors = []
+        for obs in batch:
+            authors.append(obs.post.author)
+            sentiment = obs.sentiment
+            if sentiment is not None:
+                scored += 1
+                total += sentiment
         self.count += len(batch)
-        scores = [s for obs in batch if (s := obs.sentiment) is not None]
-        if scores:
-            self.sentiment_sum += sum(scores)
-            self.sentiment_n += len(scores)
+        self.sentiment_n += scored
+        self.sentiment_sum += total
         if len(self.authors) < _MAX_AUTHORS_PER_BUCKET:
-            self.authors.update([obs.post.author for obs in batch])
+            self.authors.update(authors)
         self.evidence.add_many(batch, keep_examples)
 
 

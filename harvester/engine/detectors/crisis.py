@@ -190,22 +190,31 @@ class CrisisDetector(RuleDetector):
         return signals
 
     def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> None:
-        bucket.posts += len(run)
-        scores = [s for obs in run if (s := obs.sentiment) is not None]
-        if scores:
-            bucket.scored += len(scores)
-            bucket.sentiment_sum += sum(scores)
-        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
-            bucket.authors.update([obs.post.author for obs in run])
+        # One plain loop (see `SentimentShiftDetector._fold`).
+        scored, total = 0, 0.0
+        authors: list[str] = []
+        with_terms: list[Observation] = []
         vocabulary = self.crisis_terms
-        with_terms = [(obs, found) for obs in run if (found := obs.found(vocabulary))]
-        if with_terms:
-            bucket.crisis_posts += len(with_terms)
-            counts = bucket.crisis_terms
-            for _, found in with_terms:
+        counts = bucket.crisis_terms
+        for obs in run:
+            authors.append(obs.post.author)
+            sentiment = obs.sentiment
+            if sentiment is not None:
+                scored += 1
+                total += sentiment
+            found = obs.found(vocabulary)  # worked out once per post for every rule it matched
+            if found:
+                with_terms.append(obs)
                 for term in found:
                     counts[term] = counts.get(term, 0) + 1
-            bucket.evidence.add_many([obs for obs, _ in with_terms], self.examples)
+        bucket.posts += len(run)
+        bucket.scored += scored
+        bucket.sentiment_sum += total
+        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
+            bucket.authors.update(authors)
+        if with_terms:
+            bucket.crisis_posts += len(with_terms)
+            bucket.evidence.add_many(with_terms, self.examples)
 
     def note_signal(self, signal: Signal) -> list[Signal]:
         """Another detector's signal for this rule; a volume spike arms the composite."""

@@ -45,16 +45,14 @@ class Tally:
             del sample[: len(sample) - SAMPLE_SIZE]
         self.seen += len(batch)
         examples = self.examples
-        if len(examples) >= keep_examples:
-            # Most posts are less engaged than every kept example: one comparison each, in C.
-            floor = examples[0][0]
-            batch = [obs for obs in batch if obs.engagement >= floor]
         for obs in batch:
-            item = (obs.engagement, obs.post.uid)
+            engagement = obs.engagement
             if len(examples) < keep_examples:
-                heapq.heappush(examples, item)
-            elif item > examples[0]:
-                heapq.heapreplace(examples, item)
+                heapq.heappush(examples, (engagement, obs.post.uid))
+            elif engagement >= examples[0][0]:  # most posts stop here, before building a tuple
+                item = (engagement, obs.post.uid)
+                if item > examples[0]:
+                    heapq.heapreplace(examples, item)
 
 
 def top_terms(tallies: list[Tally], count: int = TOP_TERMS) -> list[list[Any]]:

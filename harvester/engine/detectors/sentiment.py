@@ -39,7 +39,6 @@ signal of an event sees its first seconds mixed with the calm before, and unders
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -267,25 +266,39 @@ class SentimentShiftDetector(RuleDetector):
         return signals
 
     def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> int:
-        """Add a run's scored posts to `bucket`; returns how many there were."""
-        scored = [obs for obs in run if obs.sentiment is not None]
-        if not scored:
+        """Add a run's scored posts to `bucket`; returns how many there were. One plain loop: for
+        the few posts of a typical run, a third of the cost of a comprehension per figure."""
+        n, total, squares = 0, 0.0, 0.0
+        authors: list[str] = []
+        negative: list[Observation] = []
+        positive: list[Observation] = []
+        for obs in run:
+            score = obs.sentiment
+            if score is None:
+                continue
+            n += 1
+            total += score
+            squares += score * score
+            authors.append(obs.post.author)
+            # Evidence by side: a drop is explained by its negative posts, a surge by its positive ones.
+            if score <= -NEUTRAL_BAND:
+                negative.append(obs)
+            elif score >= NEUTRAL_BAND:
+                positive.append(obs)
+        if not n:
             return 0
-        scores: list[float] = [obs.sentiment for obs in scored]  # type: ignore[misc]
-        bucket.n += len(scores)
-        bucket.total += sum(scores)
-        bucket.squares += sum(map(operator.mul, scores, scores))
+        bucket.n += n
+        bucket.total += total
+        bucket.squares += squares
         if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
-            bucket.authors.update([obs.post.author for obs in scored])
-        negative = [obs for obs, score in zip(scored, scores, strict=True) if score <= -NEUTRAL_BAND]
+            bucket.authors.update(authors)
         if negative:
             bucket.negative_posts += len(negative)
             bucket.negative.add_many(negative, self.examples)
-        positive = [obs for obs, score in zip(scored, scores, strict=True) if score >= NEUTRAL_BAND]
         if positive:
             bucket.positive_posts += len(positive)
             bucket.positive.add_many(positive, self.examples)
-        return len(scores)
+        return n
 
     # -- the test ----------------------------------------------------------------------------------
 
