@@ -29,7 +29,7 @@ def test_batches_and_single_posts_keep_the_same_evidence() -> None:
         in_batches.add_many(observations[i : i + size], 3)
         i += size
     assert one_by_one.seen == in_batches.seen == 200
-    assert one_by_one.sample == in_batches.sample == observations[-SAMPLE_SIZE:]
+    assert one_by_one.sample == in_batches.sample == [o.post.text for o in observations[-SAMPLE_SIZE:]]
     assert sorted(one_by_one.examples) == sorted(in_batches.examples)
     expected = sorted(((o.engagement, o.post.uid) for o in observations), reverse=True)[:3]
     assert top_examples([in_batches], 3) == [uid for _, uid in expected]

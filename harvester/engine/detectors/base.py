@@ -104,6 +104,12 @@ class Observation:
         return self._terms
 
     @property
+    def term_source(self) -> str | tuple[str, ...]:
+        """What the post's terms come from, for evidence kept for minutes: its terms if they are
+        known already (given, or worked out for a signal), else its text."""
+        return self._terms if self._terms is not None else self.post.text
+
+    @property
     def words(self) -> list[str]:
         """The post's lower-case words (`harvester.engine.simhash.words`): cheaper than its terms,
         and what near-duplicate fingerprints are made of."""

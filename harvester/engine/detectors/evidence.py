@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harvester.engine.normalize import terms as content_terms
+
 if TYPE_CHECKING:
     from harvester.engine.detectors.base import Observation
 
@@ -31,7 +33,10 @@ class Tally:
 
     # (engagement, uid) min-heap: the root is the least engaged of the kept examples.
     examples: list[tuple[int, str]] = field(default_factory=list)
-    sample: list[Observation] = field(default_factory=list)  # the newest SAMPLE_SIZE, oldest first
+    # The newest SAMPLE_SIZE posts, oldest first, as what their terms are worked out from (see
+    # `Observation.term_source`): a sample lives for the whole window, and a post kept whole would
+    # keep every field of it alive that long.
+    sample: list[str | tuple[str, ...]] = field(default_factory=list)
     seen: int = 0
 
     def add(self, obs: Observation, keep_examples: int) -> None:
@@ -40,7 +45,7 @@ class Tally:
     def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
         """Count `batch` (oldest first) in: the sample keeps the newest posts, the heap the most engaged."""
         sample = self.sample
-        sample.extend(batch)
+        sample.extend([obs.term_source for obs in batch])
         if len(sample) > SAMPLE_SIZE:
             del sample[: len(sample) - SAMPLE_SIZE]
         self.seen += len(batch)
@@ -59,8 +64,8 @@ def top_terms(tallies: list[Tally], count: int = TOP_TERMS) -> list[list[Any]]:
     """The terms most posts of the tallies' samples share, as [term, posts] pairs (JSON-friendly)."""
     merged: Counter[str] = Counter()
     for tally in tallies:
-        for obs in tally.sample:
-            merged.update(obs.terms)
+        for source in tally.sample:
+            merged.update(source if isinstance(source, tuple) else content_terms(source))
     best = heapq.nsmallest(count, merged.items(), key=lambda item: (-item[1], item[0]))
     return [[term, n] for term, n in best]
 
