@@ -186,7 +186,8 @@ class ViralPostDetector(RuleDetector):
     def observe(self, obs: Observation) -> list[Signal]:
         ts, post = obs.ts, obs.post
         signals = self.advance(ts) if ts >= self.next_sweep or self.waiting else []
-        self.now = max(self.now, ts)
+        if ts > self.now:  # noqa: PLR1730 (max() is a call, on every post of every rule)
+            self.now = ts
         # Hot path: a first sighting with little engagement is not followed (nearly every post). If it
         # is fetched again later, `reobserve` measures its growth from its creation instead.
         uid = post.uid
@@ -194,7 +195,7 @@ class ViralPostDetector(RuleDetector):
             if not is_repost(post.text):
                 self._sighting(post, ts, signals)
         elif (
-            post.engagement >= self.follow_from or (post.followers or 0) >= _FOLLOW_AUTHORS_FROM
+            obs.engagement >= self.follow_from or (post.followers or 0) >= _FOLLOW_AUTHORS_FROM
         ) and not is_repost(post.text):
             self._candidate(post, ts)
         ref = post.ref
