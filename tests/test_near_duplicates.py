@@ -57,13 +57,16 @@ def test_a_lone_post_is_a_light_record_until_a_second_post_joins_it() -> None:
     lone = ix.place(first, ("acme",))
     assert isinstance(lone, Lone)
     assert (lone.seed, lone.posts, lone.fingerprint) == (first.fingerprint, 1, first.fingerprint)
-    assert [p.obs for p in lone.recent] == [first]
+    assert [(p.post, p.ts) for p in lone.recent] == [(first.post, START)]
     second = Observation(START + 5, post(2, MESSAGE.replace("truth", "story"), "b", START + 5), 0.0)
     cluster = ix.place(second, ("acme", "air"))
     assert isinstance(cluster, Cluster)
     assert cluster.seed == lone.seed and cluster.posts == 2
     assert (cluster.first_seen, cluster.last_seen) == (START, START + 5)
-    assert [(p.obs, p.rules) for p in cluster.recent] == [(first, ("acme",)), (second, ("acme", "air"))]
+    assert [(p.post, p.rules) for p in cluster.recent] == [
+        (first.post, ("acme",)),
+        (second.post, ("acme", "air")),
+    ]
     assert ix.clusters[lone.seed] is cluster and len(ix.clusters) == 1
 
 

@@ -240,13 +240,13 @@ class CampaignDetector(RuleDetector):
             for placed in shared.recent
             if self.rule in placed.rules
             and placed.chars >= cfg.min_chars
-            and placed.obs.ts >= cutoff
+            and placed.ts >= cutoff
             and (placed.fingerprint ^ shared.seed).bit_count() <= cfg.max_distance
         ]
         if mine:
-            cluster.first_seen = min(placed.obs.ts for placed in mine)
+            cluster.first_seen = min(placed.ts for placed in mine)
         for placed in mine:
-            cluster.add(placed.obs.post, placed.obs.ts, self.examples)
+            cluster.add(placed.post, placed.ts, self.examples)
         self.clusters[cluster.seed] = cluster
         if len(self.clusters) > self.config.max_clusters:
             self._remove(next(iter(self.clusters.values())))

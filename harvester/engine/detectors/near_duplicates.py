@@ -42,6 +42,7 @@ from harvester.engine.simhash import BandSplit, is_repost
 
 if TYPE_CHECKING:
     from harvester.engine.detectors.base import Observation
+    from harvester.models import Post
 
 _MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
 _NO_BUCKETS = (None,) * BandSplit.BANDS
@@ -49,7 +50,10 @@ TEXT_CHARS = 280  # of the representative text kept for the alert
 
 
 class Placed(NamedTuple):
-    obs: Observation
+    # The post and its time, not its Observation: that one can then go once the rules have seen the
+    # post (fewer objects kept alive per post: less for the garbage collector to walk).
+    post: Post
+    ts: float
     rules: tuple[str, ...]
     chars: int
     fingerprint: int
@@ -58,7 +62,7 @@ class Placed(NamedTuple):
 class _LoneFields(NamedTuple):
     seed: int  # the post's fingerprint
     last_seen: float  # the post's time
-    obs: Observation
+    post: Post
     rules: tuple[str, ...]
     chars: int
     keys: tuple[int, ...]  # its band keys, to take it out of the buckets without working them out again
@@ -77,7 +81,7 @@ class Lone(_LoneFields):
 
     @property
     def text(self) -> str:
-        return self.obs.post.text[:TEXT_CHARS]
+        return self.post.text[:TEXT_CHARS]
 
     @property
     def first_seen(self) -> float:
@@ -88,7 +92,7 @@ class Lone(_LoneFields):
         return (self.placed(),)
 
     def placed(self) -> Placed:
-        return Placed(self.obs, self.rules, self.chars, self.seed)
+        return Placed(self.post, self.last_seen, self.rules, self.chars, self.seed)
 
 
 @dataclass(slots=True)
@@ -177,7 +181,7 @@ class NearDuplicateIndex:
                         if d < best_distance:
                             seed, best_distance = candidate, d
             if seed is None:
-                lone = tuple.__new__(Lone, (fingerprint, ts, obs, rules, chars, keys))
+                lone = tuple.__new__(Lone, (fingerprint, ts, obs.post, rules, chars, keys))
                 clusters[fingerprint] = lone
                 seed_of[fingerprint] = fingerprint
                 if held == _NO_BUCKETS:
@@ -213,7 +217,7 @@ class NearDuplicateIndex:
         recent = cluster.recent
         # tuple.__new__: the NamedTuple's own __new__ is a Python function, and this is every post
         # that joins a cluster (about half of them).
-        recent.append(tuple.__new__(Placed, (obs, rules, chars, fingerprint)))
+        recent.append(tuple.__new__(Placed, (obs.post, ts, rules, chars, fingerprint)))
         if len(recent) > self.recent:
             del recent[0]
         return cluster
