@@ -47,6 +47,9 @@ from harvester.sources.synthetic_text import BRAND_KEYWORDS, TICKERS
 ENGINE_RULE_COUNTS = (1, 100, 1000)
 ENGINE_SAMPLE_POSTS = 20_000
 ENGINE_CHUNK = 256  # posts per `Engine.process_many` call, as a replay reads them
+# Posts per daemon run with each generated rule set: enough for the windows to fill and the rates to
+# settle (the first seconds of a run are start-up), few enough that three runs take a few minutes.
+RULE_PIPELINE_POSTS = 50_000
 
 T = TypeVar("T")
 
@@ -76,6 +79,25 @@ class EngineFigures:
 
 
 @dataclass
+class PipelineRuleFigures:
+    """The whole daemon (as the main run) with one generated rule set instead of the brand rules."""
+
+    rules: int
+    posts: int
+    posts_per_s: float
+    signals: int
+
+    def as_json(self, vader_only_posts_per_s: float) -> dict[str, Any]:
+        ratio = self.posts_per_s / vader_only_posts_per_s if vader_only_posts_per_s else 0.0
+        return {
+            "posts": self.posts,
+            "posts_per_s": round(self.posts_per_s, 1),
+            "ratio": round(ratio, 3),
+            "signals": self.signals,
+        }
+
+
+@dataclass
 class BenchFigures:
     posts: int
     seconds: float
@@ -90,6 +112,7 @@ class BenchFigures:
     peak_rss_mb: float
     engine_posts: int = 0
     engine_rules: dict[int, EngineFigures] = field(default_factory=dict)
+    pipeline_rules: dict[int, PipelineRuleFigures] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -113,6 +136,10 @@ class BenchFigures:
                 str(n): figures.as_json(self.vader_only_posts_per_s)
                 for n, figures in self.engine_rules.items()
             },
+            "pipeline_rules": {
+                str(n): figures.as_json(self.vader_only_posts_per_s)
+                for n, figures in self.pipeline_rules.items()
+            },
         }
 
     def as_text(self) -> str:
@@ -126,9 +153,22 @@ class BenchFigures:
                 f"inbox -> verdict      p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (saturated: queueing)",
                 f"inbox -> signal       p50 {f['signal_p50_ms']} ms, p99 {f['signal_p99_ms']} ms",
                 f"peak RSS              {f['peak_rss_mb']} MB",
+                *self._pipeline_lines(f["pipeline_rules"]),
                 *self._engine_lines(f["engine_rules"]),
             ]
         )
+
+    def _pipeline_lines(self, runs: dict[str, dict[str, Any]]) -> list[str]:
+        if not runs:
+            return []
+        lines = ["daemon by rule set    the same pipeline with the generated rule sets (as below):"]
+        for n, run in runs.items():
+            label = f"  {n} rule{'s' if n != '1' else ''}"
+            lines.append(
+                f"{label:<22}{run['posts_per_s']:,.0f} posts/s, ratio to VADER alone {run['ratio']:.3f} "
+                f"({run['posts']:,} posts, {run['signals']} signals)"
+            )
+        return lines
 
     def _engine_lines(self, engine: dict[str, dict[str, Any]]) -> list[str]:
         if not engine:
@@ -246,6 +286,78 @@ def engine_throughput(posts: list[Post], rules: list[RuleConfig]) -> EngineFigur
     )
 
 
+@dataclass
+class _Run:
+    processed: int
+    seconds: float
+    signals: int
+    latencies: list[float]
+    signal_latencies: list[float]
+    db_path: Path
+
+
+def _run_daemon(
+    state_dir: Path,
+    rules: list[RuleConfig],
+    posts: int,
+    *,
+    seed: int,
+    sentiment_workers: int | None,
+    rate: float | None,
+) -> _Run:
+    """One run of the real daemon (`App`) on the synthetic stream, as fast as it takes posts (or
+    paced at `rate`), until the source has sent `posts`."""
+    config = Config(
+        state_dir=state_dir,
+        log=LogConfig(level="warning"),
+        store=StoreConfig(snapshot_interval=3600, prune_interval=3600),
+        engine=EngineConfig(
+            clock="event" if rate is None else "wall",
+            sentiment_workers="auto" if sentiment_workers is None else sentiment_workers,
+            volume_spike=VolumeSpikeConfig(
+                bucket=2, window_buckets=3, warmup_buckets=5, min_count=20, threshold=5, cooldown=20
+            ),
+        ),
+        sources=[
+            SyntheticConfig(
+                name="bench",
+                rate=rate or 2000,
+                seed=seed,
+                pace="max" if rate is None else "realtime",
+                limit=posts,
+                # A scenario every 20 s of event time, so even a short run measures signal latency.
+                scenarios=SyntheticScenarios(
+                    first_after=12, every=20, duration=10, kinds=["brand_crisis", "ticker_pump"]
+                ),
+            )
+        ],
+        rules=rules,
+        stats_interval=3600,
+    )
+    latencies: list[float] = []
+    signal_latencies: list[float] = []
+    started: list[float] = []
+
+    def processed(enqueued: float, _signalled: bool) -> None:
+        latencies.append(time.perf_counter() - enqueued)
+
+    hooks = Hooks(
+        on_processed=processed,
+        on_signal_latency=signal_latencies.append,
+        on_started=lambda _app: started.append(time.perf_counter()),
+    )
+    app = App(LoadedConfig(config, None), hooks=hooks, exit_when_sources_finish=True)
+    asyncio.run(app.run())
+    return _Run(
+        processed=app.processor.processed if app.processor else 0,
+        seconds=time.perf_counter() - started[0],
+        signals=app.router.signals if app.router else 0,
+        latencies=latencies,
+        signal_latencies=signal_latencies,
+        db_path=config.db_path,
+    )
+
+
 def run_bench(
     posts: int = 200_000,
     seed: int = 7,
@@ -254,58 +366,25 @@ def run_bench(
     *,
     engine_posts: int = ENGINE_SAMPLE_POSTS,
     engine_rule_counts: tuple[int, ...] = ENGINE_RULE_COUNTS,
+    rule_posts: int = RULE_PIPELINE_POSTS,
 ) -> BenchFigures:
     """Push `posts` through the pipeline: as fast as possible, or paced at `rate` posts/s in real
     time (then throughput is just the offered rate, and the latencies are those of a daemon that
-    keeps up rather than of a full inbox)."""
+    keeps up rather than of a full inbox). Then, on the stored texts: VADER alone (the ceiling), the
+    engine alone with each generated rule set, and the daemon again with each rule set for
+    `rule_posts` posts (0 skips those runs)."""
     configure_logging("warning", "console")
     with tempfile.TemporaryDirectory(prefix="harvester-bench-") as tmp:
-        config = Config(
-            state_dir=Path(tmp),
-            log=LogConfig(level="warning"),
-            store=StoreConfig(snapshot_interval=3600, prune_interval=3600),
-            engine=EngineConfig(
-                clock="event" if rate is None else "wall",
-                sentiment_workers="auto" if sentiment_workers is None else sentiment_workers,
-                volume_spike=VolumeSpikeConfig(
-                    bucket=2, window_buckets=3, warmup_buckets=5, min_count=20, threshold=5, cooldown=20
-                ),
-            ),
-            sources=[
-                SyntheticConfig(
-                    name="bench",
-                    rate=rate or 2000,
-                    seed=seed,
-                    pace="max" if rate is None else "realtime",
-                    limit=posts,
-                    # A scenario every 20 s of event time, so even a short run measures signal latency.
-                    scenarios=SyntheticScenarios(
-                        first_after=12, every=20, duration=10, kinds=["brand_crisis", "ticker_pump"]
-                    ),
-                )
-            ],
-            rules=bench_rules(),
-            stats_interval=3600,
+        main = _run_daemon(
+            Path(tmp) / "main",
+            bench_rules(),
+            posts,
+            seed=seed,
+            sentiment_workers=sentiment_workers,
+            rate=rate,
         )
-        latencies: list[float] = []
-        signal_latencies: list[float] = []
-        started: list[float] = []
-
-        def processed(enqueued: float, _signalled: bool) -> None:
-            latencies.append(time.perf_counter() - enqueued)
-
-        hooks = Hooks(
-            on_processed=processed,
-            on_signal_latency=signal_latencies.append,
-            on_started=lambda _app: started.append(time.perf_counter()),
-        )
-        app = App(LoadedConfig(config, None), hooks=hooks, exit_when_sources_finish=True)
-        asyncio.run(app.run())
-        seconds = time.perf_counter() - started[0]
         peak = _peak_rss_mb()
-        processed_posts = app.processor.processed if app.processor else 0
-        signals = app.router.signals if app.router else 0
-        stored = _stored_rows(config.db_path)
+        stored = _stored_rows(main.db_path)
         texts = [row[4] for row in stored]
         vader = vader_only(texts)
         sampled = _spread_sample(stored, engine_posts) if engine_posts > 0 else []
@@ -315,18 +394,31 @@ def run_bench(
             for n in engine_rule_counts
             if sample
         }
+        by_rules: dict[int, PipelineRuleFigures] = {}
+        for n in engine_rule_counts if rule_posts > 0 and texts else ():
+            run = _run_daemon(
+                Path(tmp) / f"rules-{n}",
+                generated_rules(n, texts, seed),
+                rule_posts,
+                seed=seed,
+                sentiment_workers=sentiment_workers,
+                rate=rate,
+            )
+            by_rules[n] = PipelineRuleFigures(n, run.processed, run.processed / run.seconds, run.signals)
+    latencies, signal_latencies = main.latencies, main.signal_latencies
     return BenchFigures(
-        posts=processed_posts,
-        seconds=seconds,
-        posts_per_s=processed_posts / seconds,
+        posts=main.processed,
+        seconds=main.seconds,
+        posts_per_s=main.processed / main.seconds,
         vader_only_posts_per_s=vader,
         p50_ms=_percentile(latencies, 0.5) * 1000,
         p99_ms=_percentile(latencies, 0.99) * 1000,
         signal_p50_ms=_percentile(signal_latencies, 0.5) * 1000 if signal_latencies else None,
         signal_p99_ms=_percentile(signal_latencies, 0.99) * 1000 if signal_latencies else None,
-        signals=signals,
+        signals=main.signals,
         stored=len(texts),
         peak_rss_mb=peak,
         engine_posts=len(sample),
         engine_rules=engine,
+        pipeline_rules=by_rules,
     )

@@ -206,6 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sentiment_workers=args.sentiment_workers,
         rate=args.rate,
         engine_posts=args.engine_posts,
+        rule_posts=args.rule_posts,
     )
     if args.json:
         print(json.dumps(figures.as_json()))
@@ -370,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="measure the engine alone with 1, 100 and 1,000 generated rules on N of the posts "
         "(default 20000; 0 skips it)",
+    )
+    p.add_argument(
+        "--rule-posts",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="then run the daemon again with each of those rule sets, N posts each "
+        "(default 50000; 0 skips it)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)

@@ -221,7 +221,7 @@ async def test_daemon_with_a_replay_source_runs_in_event_time(history: tuple[Pat
 
 
 def test_bench_prints_the_documented_figures() -> None:
-    bench = run_bench(posts=4000, engine_posts=400)
+    bench = run_bench(posts=4000, engine_posts=400, rule_posts=1500)
     figures = bench.as_json()
     for key in ("posts_per_s", "vader_only_posts_per_s", "ratio", "p50_ms", "p99_ms", "peak_rss_mb"):
         assert isinstance(figures[key], float | int) and figures[key] > 0, key
@@ -236,8 +236,16 @@ def test_bench_prints_the_documented_figures() -> None:
         assert rules["ratio"] == pytest.approx(expected, rel=0.01, abs=0.002), n
     assert engine["1"]["keywords"] == 0 and engine["1"]["rules_per_post"] == 1
     assert engine["1000"]["keywords"] >= 9000 and engine["1000"]["cashtags"] >= 1000
+    daemon = figures["pipeline_rules"]
+    assert list(daemon) == ["1", "100", "1000"]
+    for n, run in daemon.items():
+        assert run["posts"] == 1500 and run["posts_per_s"] > 0, n
+        assert run["ratio"] == pytest.approx(
+            run["posts_per_s"] / figures["vader_only_posts_per_s"], abs=0.002
+        )
     text = bench.as_text()
     assert "400 of the 4,000 posts" in text and "1000 rules" in text and "ratio" in text
+    assert "daemon by rule set" in text
 
 
 def test_bench_rules_are_realistic_about_what_matches() -> None:
