@@ -18,7 +18,7 @@ import pytest
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors.base import Observation
 from harvester.engine.detectors.campaign import CampaignDetector
-from harvester.engine.detectors.near_duplicates import Cluster, Lone, NearDuplicateIndex
+from harvester.engine.detectors.near_duplicates import Cluster, Lone, NearDuplicateIndex, PostRef
 from harvester.engine.simhash import BandSplit, is_repost, simhash, words
 from harvester.models import Post
 from tests.helpers import T0, make_post
@@ -57,15 +57,15 @@ def test_a_lone_post_is_a_light_record_until_a_second_post_joins_it() -> None:
     lone = ix.place(first, ("acme",))
     assert isinstance(lone, Lone)
     assert (lone.seed, lone.posts, lone.fingerprint) == (first.fingerprint, 1, first.fingerprint)
-    assert [(p.post, p.ts) for p in lone.recent] == [(first.post, START)]
+    assert [(p.post.uid, p.ts) for p in lone.recent] == [(first.post.uid, START)]
     second = Observation(START + 5, post(2, MESSAGE.replace("truth", "story"), "b", START + 5), 0.0)
     cluster = ix.place(second, ("acme", "air"))
     assert isinstance(cluster, Cluster)
     assert cluster.seed == lone.seed and cluster.posts == 2
     assert (cluster.first_seen, cluster.last_seen) == (START, START + 5)
     assert [(p.post, p.rules) for p in cluster.recent] == [
-        (first.post, ("acme",)),
-        (second.post, ("acme", "air")),
+        (PostRef.of(first.post), ("acme",)),
+        (PostRef.of(second.post), ("acme", "air")),
     ]
     assert ix.clusters[lone.seed] is cluster and len(ix.clusters) == 1
 

@@ -34,6 +34,7 @@ from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDet
 from harvester.engine.detectors.near_duplicates import (
     NearDuplicateIndex,
     NearDuplicates,
+    PostRef,
 )
 from harvester.engine.simhash import distance
 from harvester.models import Post, Severity, Signal
@@ -68,7 +69,7 @@ class _Cluster:
     ordered: bool = True
     newest: float = -math.inf
 
-    def add(self, post: Post, ts: float, examples: int) -> None:
+    def add(self, post: Post | PostRef, ts: float, examples: int) -> None:
         self.posts += 1
         if ts > self.last_seen:  # noqa: PLR1730 (cheaper than max(): this runs for each counted post)
             self.last_seen = ts

@@ -49,10 +49,25 @@ _NO_BUCKETS = (None,) * BandSplit.BANDS
 TEXT_CHARS = 280  # of the representative text kept for the alert
 
 
+class PostRef(NamedTuple):
+    """What a cluster's campaign views need of a post (not its text, times or other counts): a
+    cluster keeps its latest posts for a whole window, and a whole `Post` is several times this."""
+
+    uid: str
+    author: str
+    followers: int | None
+    ref: str | None
+    engagement: int
+
+    @classmethod
+    def of(cls, post: Post) -> PostRef:
+        return tuple.__new__(cls, (post.uid, post.author, post.followers, post.ref, post.engagement))
+
+
 class Placed(NamedTuple):
-    # The post and its time, not its Observation: that one can then go once the rules have seen the
-    # post (fewer objects kept alive per post: less for the garbage collector to walk).
-    post: Post
+    # A reference to the post and its time, not its Observation: that one can then go once the
+    # rules have seen the post (fewer and smaller objects kept alive per post).
+    post: PostRef
     ts: float
     rules: tuple[str, ...]
     chars: int
@@ -92,7 +107,7 @@ class Lone(_LoneFields):
         return (self.placed(),)
 
     def placed(self) -> Placed:
-        return Placed(self.post, self.last_seen, self.rules, self.chars, self.seed)
+        return Placed(PostRef.of(self.post), self.last_seen, self.rules, self.chars, self.seed)
 
 
 @dataclass(slots=True)
@@ -217,7 +232,7 @@ class NearDuplicateIndex:
         recent = cluster.recent
         # tuple.__new__: the NamedTuple's own __new__ is a Python function, and this is every post
         # that joins a cluster (about half of them).
-        recent.append(tuple.__new__(Placed, (obs.post, ts, rules, chars, fingerprint)))
+        recent.append(tuple.__new__(Placed, (PostRef.of(obs.post), ts, rules, chars, fingerprint)))
         if len(recent) > self.recent:
             del recent[0]
         return cluster
