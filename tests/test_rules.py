@@ -290,3 +290,13 @@ GAPS = st.sampled_from(["", " ", "  ", "\n", ".", ". ", "-", "#", "$", "x"])
 def test_matcher_agrees_with_one_regex_per_keyword(keywords: list[str], text: str) -> None:
     m = matcher(RuleConfig(name="r", keywords=keywords))
     assert (names(m, text) == ["r"]) == reference_match(keywords, text)
+
+
+def test_a_lone_surrogate_in_a_text_is_a_separator_not_a_crash() -> None:
+    # A JSON "\ud83d" without its pair decodes to a lone surrogate, which is not valid UTF-8.
+    matcher = RuleMatcher(
+        [RuleConfig(name="acme", keywords=["acme air"]), RuleConfig(name="ok", keywords=["ok"])]
+    )
+    post = make_post(1, "acme \ud83d air, ok")
+    assert [rule.name for rule in matcher.match(post)] == ["ok"]
+    assert [rule.name for rule in matcher.match(make_post(2, "acme air \ud83d"))] == ["acme"]

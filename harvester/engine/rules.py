@@ -93,7 +93,9 @@ def word_tokens(text: str) -> list[str]:
     ASCII non-word characters NUL, NUL is set apart by spaces, and `split()` cuts the rest (it also
     cuts at non-ASCII whitespace, as `\\s` does). Only a piece with non-ASCII characters in it
     ("café", "great✨") needs `_TOKEN` to cut it into runs and single non-word characters."""
-    separated = text.encode().translate(_SEPARATORS).decode()
+    # "surrogatepass": a lone surrogate (from a JSON "\ud83d") is not valid UTF-8, but must not
+    # stop the daemon; it comes back unchanged, as a non-word character.
+    separated = text.encode("utf-8", "surrogatepass").translate(_SEPARATORS).decode("utf-8", "surrogatepass")
     if "\0" in separated:
         separated = separated.replace("\0", " \0 ")
     pieces = separated.split()
