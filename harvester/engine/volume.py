@@ -36,14 +36,7 @@ class _Bucket:
     evidence: Tally = field(default_factory=Tally)  # the most engaged posts, and a sample for terms
 
     def add(self, obs: Observation, keep_examples: int) -> None:
-        self.count += 1
-        sentiment = obs.sentiment
-        if sentiment is not None:
-            self.sentiment_sum += sentiment
-            self.sentiment_n += 1
-        if len(self.authors) < _MAX_AUTHORS_PER_BUCKET:
-            self.authors.add(obs.post.author)
-        self.evidence.add(obs, keep_examples)
+        self.add_many((obs,), keep_examples)
 
     def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
         # One plain loop: for the few posts of a typical batch it costs a third of what a
