@@ -231,20 +231,18 @@ def test_bench_prints_the_documented_figures() -> None:
     engine = figures["engine_rules"]
     assert list(engine) == ["1", "100", "1000"]
     for n, rules in engine.items():
-        assert rules["posts_per_s"] > 0 and rules["ratio"] > 0, n
-        expected = rules["posts_per_s"] / figures["vader_only_posts_per_s"]
+        assert rules["posts_per_s"] > 0 and rules["vader_posts_per_s"] > 0 and rules["ratio"] > 0, n
+        expected = rules["posts_per_s"] / rules["vader_posts_per_s"]  # timed alternately, same chunks
         assert rules["ratio"] == pytest.approx(expected, rel=0.01, abs=0.002), n
     assert engine["1"]["keywords"] == 0 and engine["1"]["rules_per_post"] == 1
     assert engine["1000"]["keywords"] >= 9000 and engine["1000"]["cashtags"] >= 1000
     daemon = figures["pipeline_rules"]
     assert list(daemon) == ["1", "100", "1000"]
     for n, run in daemon.items():
-        assert run["posts"] == 1500 and run["posts_per_s"] > 0, n
-        assert run["ratio"] == pytest.approx(
-            run["posts_per_s"] / figures["vader_only_posts_per_s"], abs=0.002
-        )
+        assert run["posts"] == 1500 and run["posts_per_s"] > 0 and run["vader_posts_per_s"] > 0, n
+        assert run["ratio"] == pytest.approx(run["posts_per_s"] / run["vader_posts_per_s"], abs=0.002)
     text = bench.as_text()
-    assert "400 of the 4,000 posts" in text and "1000 rules" in text and "ratio" in text
+    assert "400 consecutive posts of the 4,000" in text and "1000 rules" in text and "ratio" in text
     assert "daemon by rule set" in text
 
 
