@@ -6,6 +6,11 @@ simply still pending, and delivered ones are never sent again. Sinks are worked 
 one does not hold up the others), each sink's alerts one after the other, and an alert waits while an
 older one of its group is pending (the store's `due_alerts` sees to that), so groups arrive in order.
 A sink's rate limit defers a send without counting an attempt.
+
+A store that refuses `mark_delivered` after a successful send (database locked, disk full) must not
+make the alert go out again: the key is kept in memory as sent (`unmarked`), never attempted again,
+and its mark is retried before every pass until the store takes it. Only a daemon that dies before
+then re-sends it at its next start (same idempotency key): the store is the only durable memory.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class Dispatcher:
         self.rng = rng
         self.metrics = metrics
         self.delivered = 0
+        # Sent, but the store refused to record it: key -> when it was delivered.
+        self.unmarked: dict[str, float] = {}
         self._wake = asyncio.Event()
         now = self.now()
         self.buckets = {
@@ -86,7 +93,9 @@ class Dispatcher:
                 next_at = None
             # Poll as well: `harvester dead-letters resend` requeues from another process.
             delay = self.config.poll_interval
-            if next_at is not None:
+            # An unmarked alert is still pending in the store, due in the past: waking for it would
+            # spin. Its mark is retried at the poll interval instead.
+            if next_at is not None and not self.unmarked:
                 # At least 1 ms: a clock with microsecond resolution could otherwise land a hair before
                 # the due time and spin.
                 delay = min(delay, max(0.001, next_at - self.now()))
@@ -111,16 +120,40 @@ class Dispatcher:
         while they deliver something.
         """
         total = 0
+        await self.settle_marks()
         while True:
             by_sink: dict[str, list[OutboxEntry]] = defaultdict(list)
             for entry in await self.store.due_alerts(self.now()):
-                by_sink[entry.sink].append(entry)
+                if entry.key not in self.unmarked:  # sent already: it must not go out twice
+                    by_sink[entry.sink].append(entry)
             if not by_sink:
                 return total
             delivered = sum(await asyncio.gather(*(self._deliver_sink(e) for e in by_sink.values())))
             total += delivered
             if delivered == 0:
                 return total
+
+    async def settle_marks(self) -> int:
+        """Record the deliveries the store refused earlier; return how many it took now.
+
+        Stops at the first refusal: the store is still locked or full, the rest wait for next time.
+        """
+        settled = 0
+        for key, delivered_at in list(self.unmarked.items()):
+            try:
+                await self.store.mark_delivered(key, delivered_at)
+            except StoreError as exc:
+                log.warning(
+                    "delivered alerts still not recorded, the store refused it",
+                    unmarked=len(self.unmarked),
+                    error=str(exc),
+                )
+                break
+            del self.unmarked[key]
+            settled += 1
+        if settled:
+            log.info("delivered alerts recorded", recorded=settled, unmarked=len(self.unmarked))
+        return settled
 
     async def _deliver_sink(self, entries: list[OutboxEntry]) -> int:
         delivered = 0
@@ -184,7 +217,17 @@ class Dispatcher:
             log.exception("sink raised an unexpected error", sink=entry.sink)
             return await self._failed(entry, attempts, SinkError(f"unexpected error: {exc!r}"))
         delivered = self.now()
-        await self.store.mark_delivered(entry.key, delivered)
+        try:
+            await self.store.mark_delivered(entry.key, delivered)
+        except StoreError as exc:
+            # Sent all the same: remember it, so it is not sent again, and record it later.
+            self.unmarked[entry.key] = delivered
+            log.warning(
+                "alert delivered but not recorded, the store refused it; will record it later",
+                sink=entry.sink,
+                key=entry.key,
+                error=str(exc),
+            )
         self.metrics.alerts_sent.labels(entry.sink).inc()
         # A live signal's time is when its post was processed. A replay's signals carry event time,
         # days or years back: those are not latencies, and max_age is as old as a live one can be.
