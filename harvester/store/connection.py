@@ -1,4 +1,5 @@
-"""Opening the one SQLite connection the store uses, and the transaction helpers around it."""
+"""Opening the store's two SQLite connections (the writer and a read-only reader), and the
+transaction helpers around them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import aiosqlite
 from harvester.errors import StoreError
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+# A WAL reader is not blocked by a writer, another process's included; it can still meet a lock in
+# rare moments (a checkpoint truncating the WAL, recovery after a crash). It waits briefly then, not
+# the writer's busy timeout: what it serves (/health, the dashboard) must answer promptly.
+READ_BUSY_TIMEOUT = 1.0
 
 
 async def connect(path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> aiosqlite.Connection:
@@ -34,6 +39,24 @@ async def connect(path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> aio
         if mode != "wal":
             raise StoreError(f"{path}: SQLite refused WAL mode (journal_mode is {mode!r})")
         await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def connect_reader(path: Path, busy_timeout: float = READ_BUSY_TIMEOUT) -> aiosqlite.Connection:
+    """Open a second connection to `path` (already in WAL mode: the writer sets it) for reads only.
+
+    `query_only` makes any write through it an error, so it can never take the write lock and wait
+    behind another process the way the writer does. In autocommit mode each query is its own read
+    transaction, so it never holds a snapshot that would keep a checkpoint from finishing.
+    """
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA query_only=ON")
         await db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     except BaseException:
         await db.close()

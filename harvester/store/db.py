@@ -7,11 +7,18 @@ Two contracts shape this module:
   dedup entries in one transaction. After a `kill -9` the stored cursor never points past a post that
   is not stored, so the daemon resumes without losing anything; a rewind that re-delivers posts is
   absorbed by the `uid` primary key, so nothing is stored or counted twice.
-- **One connection, serialised.** aiosqlite runs the connection in a worker thread and executes calls
-  in order, but an explicit transaction spans several calls, so two coroutines could interleave
-  statements inside each other's transaction. Every operation therefore holds `_lock`. Reads hold it
-  too: on a shared connection a read in the middle of someone's transaction would see its
-  uncommitted rows (say an outbox row that a failing COMMIT then takes back).
+- **One write connection, serialised.** aiosqlite runs the connection in a worker thread and executes
+  calls in order, but an explicit transaction spans several calls, so two coroutines could interleave
+  statements inside each other's transaction. Every operation on it therefore holds `_lock`. The
+  daemon's own reads (cursors, due alerts, staged signals) hold it too: on a shared connection a read
+  in the middle of someone's transaction would see its uncommitted rows (say an outbox row that a
+  failing COMMIT then takes back), and they see every write queued before them.
+- **A read-only connection for the outside.** While another process holds the database's write lock,
+  each queued write waits out the busy timeout in turn, and anything behind `_lock` waits with them.
+  What /health, /metrics, the API and the dashboard read therefore goes through a second,
+  `query_only` connection (`_read`): in WAL mode a reader is not blocked by a writer, and it sees
+  committed rows only. `write_stalled_for` tells how long queued writes have gone without one
+  succeeding, so /health can say the store is stuck before the first busy timeout runs out.
 
 Write operations run shielded from cancellation: once started, a transaction runs to COMMIT or
 ROLLBACK even if its caller is cancelled (shutdown does this), instead of stopping between two
@@ -35,7 +42,14 @@ import aiosqlite
 from harvester.errors import StoreError
 from harvester.models import Alert, Signal
 from harvester.store.bulk import MultiRowInsert
-from harvester.store.connection import DEFAULT_BUSY_TIMEOUT, connect, rollback_quietly, store_errors
+from harvester.store.connection import (
+    DEFAULT_BUSY_TIMEOUT,
+    READ_BUSY_TIMEOUT,
+    connect,
+    connect_reader,
+    rollback_quietly,
+    store_errors,
+)
 from harvester.store.files import create_private_file, ensure_private_dir, make_files_private
 from harvester.store.migrations import apply_migrations
 from harvester.store.records import (
@@ -128,13 +142,19 @@ _PRUNE_PLAN = (
 class Store:
     """The store. Create it with `await Store.open(path)` and `await store.close()` it at shutdown."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        """Use `Store.open`: it prepares the file, the connection and the schema."""
+    def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection) -> None:
+        """Use `Store.open`: it prepares the file, the connections and the schema."""
         self.path = path
         self.prune_chunk = PRUNE_CHUNK
+        self.monotonic: Callable[[], float] = time.monotonic  # replaceable by tests
         self._db = db
+        self._reader = reader
         self._lock = asyncio.Lock()
         self._closed = False
+        # Writes asked for and not finished (queued behind `_lock` or running), and since when the
+        # oldest of them has waited without any write succeeding: see `write_stalled_for`.
+        self.writes_waiting = 0
+        self._stalled_since: float | None = None
         # Strong references to shielded write tasks: a task whose caller was cancelled must not be
         # garbage-collected half-way through its transaction.
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -142,7 +162,13 @@ class Store:
     # ----------------------------------------------------------------------------------- lifecycle
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        read_busy_timeout: float = READ_BUSY_TIMEOUT,
+    ) -> Store:
         """Open (creating if needed) the database at `path` and bring its schema up to date.
 
         A directory created for it gets mode 0700, the file 0600 from the moment it exists, and the
@@ -161,22 +187,28 @@ class Store:
             with store_errors(f"migrating {path}"):
                 await apply_migrations(db)
             make_files_private(path)
+            # After the writer: it has put the file in WAL mode and created the sidecar files.
+            with store_errors(f"opening {path} for reading"):
+                reader = await connect_reader(path, read_busy_timeout)
         except OSError as exc:
             await db.close()
             raise StoreError(f"store: cannot restrict permissions of {path}: {exc}") from exc
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return cls(db, path, reader)
 
     async def close(self) -> None:
-        """Close the connection after the operations already queued have finished. Idempotent."""
+        """Close both connections after the operations already queued have finished. Idempotent."""
         if self._closed:
             return
         async with self._lock:
             if self._closed:
                 return
             self._closed = True
+            # The reader first, so the writer is the last connection and checkpoints the WAL away.
+            with suppress(sqlite3.Error):
+                await self._reader.close()
             try:
                 # Cheap, and keeps the query planner's statistics current for the next run. It may
                 # write, so a database another connection holds locked would fail it: that is no
@@ -219,6 +251,35 @@ class Store:
         if not task.cancelled():
             task.exception()  # retrieved here so an abandoned task's error is not logged as lost
 
+    def write_stalled_for(self) -> float:
+        """Seconds that writes have been waiting without one succeeding; 0 when none is waiting.
+
+        A write that fails does not reset it: while another process holds the lock, writes fail one
+        busy timeout after another and the figure keeps growing until one gets through.
+        """
+        since = self._stalled_since
+        return 0.0 if since is None else max(0.0, self.monotonic() - since)
+
+    async def _counted_write(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run `write()`, keeping `writes_waiting` and the stall clock up to date.
+
+        A callable, not a coroutine: one created here and never started (a task cancelled before its
+        first step) would be reported as never awaited."""
+        if self.writes_waiting == 0:
+            self._stalled_since = self.monotonic()
+        self.writes_waiting += 1
+        succeeded = False
+        try:
+            result = await write()
+            succeeded = True
+            return result
+        finally:
+            self.writes_waiting -= 1
+            if self.writes_waiting == 0:
+                self._stalled_since = None
+            elif succeeded:
+                self._stalled_since = self.monotonic()  # progress: the others wait from now
+
     async def _transaction(self, operation: str, work: Work[T]) -> T:
         """Run `work` inside BEGIN IMMEDIATE … COMMIT; on any failure roll everything back."""
 
@@ -235,7 +296,7 @@ class Store:
                         raise
                     return result
 
-        return await self._shielded(run())
+        return await self._shielded(self._counted_write(run))
 
     async def _execute(self, operation: str, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement (atomic on its own, no explicit transaction); return rowcount."""
@@ -247,13 +308,27 @@ class Store:
                     cursor = await db.execute(sql, params)
                     return cursor.rowcount
 
-        return await self._shielded(run())
+        return await self._shielded(self._counted_write(run))
 
     async def _fetch(self, operation: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read on the write connection, in turn with the writes (the daemon's own reads)."""
         async with self._lock:
             db = self._open_connection()
             with store_errors(operation):
                 return list(await db.execute_fetchall(sql, params))
+
+    async def _read(self, operation: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read on the read-only connection: committed rows, without waiting for queued writes.
+
+        No lock: in autocommit mode each query is one statement, and aiosqlite runs them in order.
+        """
+        if self._closed:
+            raise StoreError("store: the store is closed")
+        try:
+            with store_errors(operation):
+                return list(await self._reader.execute_fetchall(sql, params))
+        except ValueError as exc:  # aiosqlite's word for a connection `close` took meanwhile
+            raise StoreError(f"store: {operation} failed: the store is closed") from exc
 
     # --------------------------------------------------------------------------- posts and cursors
 
@@ -385,7 +460,7 @@ class Store:
 
     async def recent_signals(self, limit: int = 50) -> list[Signal]:
         """The newest `limit` signals, newest first."""
-        rows = await self._fetch(
+        rows = await self._read(
             "recent_signals", "SELECT payload FROM signals ORDER BY at DESC, rowid DESC LIMIT ?", (limit,)
         )
         return [signal_from_row(row) for row in rows]
@@ -476,14 +551,14 @@ class Store:
         where, params = (
             ("status = 'dead' AND sink = ?", (sink, limit)) if sink else ("status = 'dead'", (limit,))
         )
-        rows = await self._fetch(
+        rows = await self._read(
             "dead_letters", f"{_SELECT_OUTBOX} WHERE {where} ORDER BY updated_at DESC, key LIMIT ?", params
         )
         return [outbox_entry_from_row(row) for row in rows]
 
     async def outbox_status(self) -> dict[str, Any]:
         """Per-sink counts by status and the creation time of the oldest pending alert, for /health."""
-        rows = await self._fetch(
+        rows = await self._read(
             "outbox_status",
             "SELECT sink, status, COUNT(*), MIN(created_at) FROM outbox GROUP BY sink, status",
         )
@@ -493,7 +568,7 @@ class Store:
             per_sink.setdefault(row[0], dict.fromkeys(OUTBOX_STATUSES, 0))[row[1]] = int(row[2])
             if row[1] == "pending" and (oldest is None or row[3] < oldest):
                 oldest = float(row[3])
-        staged = await self._fetch("outbox_status", "SELECT COUNT(*) FROM alert_staging")
+        staged = await self._read("outbox_status", "SELECT COUNT(*) FROM alert_staging")
         return {"per_sink": per_sink, "oldest_pending_created_at": oldest, "staged": int(staged[0][0])}
 
     # ------------------------------------------------------------------- alert groups and silences
@@ -607,12 +682,12 @@ class Store:
         if not uids:
             return {}
         marks = ", ".join("?" for _ in uids)
-        rows = await self._fetch("posts_by_uid", f"{_SELECT_POSTS} WHERE p.uid IN ({marks})", list(uids))
+        rows = await self._read("posts_by_uid", f"{_SELECT_POSTS} WHERE p.uid IN ({marks})", list(uids))
         return {row["uid"]: post_dict(row) for row in rows}
 
     async def outbox_counts(self) -> dict[str, int]:
         """Rows per outbox status; every status is present, with 0 when it has no rows."""
-        rows = await self._fetch("outbox_counts", "SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        rows = await self._read("outbox_counts", "SELECT status, COUNT(*) FROM outbox GROUP BY status")
         counts = dict.fromkeys(OUTBOX_STATUSES, 0)
         counts.update({row[0]: int(row[1]) for row in rows})
         return counts
@@ -646,7 +721,7 @@ class Store:
     ) -> list[Signal]:
         """Signals newest first, optionally of one rule and kind and with `since <= at < until`."""
         where, params = _where(("rule = ?", rule), ("kind = ?", kind), ("at >= ?", since), ("at < ?", until))
-        rows = await self._fetch(
+        rows = await self._read(
             "search_signals",
             f"SELECT payload FROM signals{where} ORDER BY at DESC, rowid DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
@@ -655,7 +730,7 @@ class Store:
 
     async def signals_after(self, rowid: int, limit: int = 500) -> list[tuple[int, Signal]]:
         """Signals stored after row `rowid`, in storage order, with their rowid: a live feed's cursor."""
-        rows = await self._fetch(
+        rows = await self._read(
             "signals_after",
             "SELECT rowid, payload FROM signals WHERE rowid > ? ORDER BY rowid LIMIT ?",
             (rowid, limit),
@@ -664,7 +739,7 @@ class Store:
 
     async def last_rowids(self) -> dict[str, int]:
         """The newest rowid of `signals` and `outbox` (0 when empty): where a live feed starts."""
-        rows = await self._fetch(
+        rows = await self._read(
             "last_rowids",
             "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM signals), "
             "(SELECT COALESCE(MAX(rowid), 0) FROM outbox)",
@@ -676,7 +751,7 @@ class Store:
     ) -> list[OutboxEntry]:
         """Outbox rows newest first, optionally of one status and sink."""
         where, params = _where(("status = ?", status), ("sink = ?", sink))
-        rows = await self._fetch(
+        rows = await self._read(
             "search_alerts",
             f"{_SELECT_OUTBOX}{where} ORDER BY rowid DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
@@ -685,7 +760,7 @@ class Store:
 
     async def alerts_after(self, rowid: int, limit: int = 500) -> list[tuple[int, OutboxEntry]]:
         """Outbox rows written after row `rowid`, in storage order, with their rowid."""
-        rows = await self._fetch(
+        rows = await self._read(
             "alerts_after",
             f"SELECT rowid, {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE rowid > ? ORDER BY rowid LIMIT ?",
             (rowid, limit),
@@ -712,12 +787,12 @@ class Store:
                 f"{_SELECT_POSTS} JOIN post_rules AS r ON r.uid = p.uid WHERE {where} "
                 "ORDER BY r.received_at DESC, r.uid DESC LIMIT ? OFFSET ?"
             )
-        rows = await self._fetch("search_posts", sql, [*params, limit, offset])
+        rows = await self._read("search_posts", sql, [*params, limit, offset])
         return [post_dict(row) for row in rows]
 
     async def rule_sentiment(self, since: float) -> dict[str, tuple[int, float | None]]:
         """Per rule: stored matched posts received at or after `since` and their mean sentiment."""
-        rows = await self._fetch(
+        rows = await self._read(
             "rule_sentiment",
             # From `posts` by its received_at index: a few seconds of rows, not every post_rules row.
             "SELECT j.value, COUNT(*), AVG(p.sentiment) FROM posts AS p, json_each(p.rules) AS j "
@@ -731,9 +806,9 @@ class Store:
         """Per source, the newest created_at among posts stored after row `after_rowid` (source lag),
         and the last rowid to pass next time. None: look at the last 10,000 posts only."""
         if after_rowid is None:
-            rows = await self._fetch("newest_created", "SELECT COALESCE(MAX(rowid), 0) FROM posts")
+            rows = await self._read("newest_created", "SELECT COALESCE(MAX(rowid), 0) FROM posts")
             after_rowid = max(0, int(rows[0][0]) - 10_000)
-        rows = await self._fetch(
+        rows = await self._read(
             "newest_created",
             "SELECT source, MAX(created_at), MAX(rowid) FROM posts WHERE rowid > ? GROUP BY source",
             (after_rowid,),

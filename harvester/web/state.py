@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 UP_STATES = (SourceState.CONNECTED, SourceState.FINISHED)
 PPM_WINDOW_S = 60.0
+# Writes waiting this long without one succeeding make /health degraded. A healthy store commits a
+# batch in milliseconds; a database locked by another process keeps each write waiting for the whole
+# busy timeout (5 s) before it even fails, and /health should say so before that.
+STORE_STALL_AFTER_S = 2.0
 
 
 def secret_url_parts(secret: str) -> set[str]:
@@ -153,6 +157,7 @@ class DaemonView:
             status = "ok"
         capacity = app.config.inbox.capacity
         return {
+            "store": self.store_report(),
             "status": status,
             "problems": problems,
             "version": __version__,
@@ -164,6 +169,16 @@ class DaemonView:
             "queues": {**self.queue_depths(), "inbox_capacity": capacity},
             "alerts": alerts,
             "event_loop_lag_s": round(self.loop_lag, 4),
+        }
+
+    def store_report(self) -> dict[str, Any]:
+        """The write side's state, from memory: reading the store to learn whether it is stuck would
+        wait behind the very writes that are stuck."""
+        store, writer = self.app.store, self.app.writer
+        return {
+            "writes_failing": writer is not None and writer.failing,
+            "writes_waiting": 0 if store is None else store.writes_waiting,
+            "write_stalled_s": 0.0 if store is None else round(store.write_stalled_for(), 3),
         }
 
     def _problems(
@@ -178,6 +193,9 @@ class DaemonView:
         if writer is not None and writer.failing:
             # Disk full, database locked: posts wait in memory (and push back) until writes succeed.
             problems.append("store writes failing; posts held in memory until they succeed")
+        stalled = 0.0 if self.app.store is None else self.app.store.write_stalled_for()
+        if stalled >= STORE_STALL_AFTER_S:
+            problems.append(f"store writes stalled for {stalled:.0f} s (database locked or busy)")
         for name, s in sources.items():
             if s["state"] in (SourceState.FAILED.value, SourceState.BACKOFF.value):
                 problems.append(f"source {name} is {s['state']}")
