@@ -8,7 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,11 +75,14 @@ class Daemon:
 
 
 @pytest.fixture(autouse=True)
-def _no_daemon_left_running() -> Iterator[None]:
+async def _no_daemon_left_running() -> AsyncIterator[None]:
     yield
+    # Killed and reaped here, in the test's own loop: a process left to the garbage collector warns
+    # (ResourceWarning) in whichever test runs next, and warnings are errors.
     for daemon in Daemon.started:
         if daemon.proc is not None and daemon.proc.returncode is None:
             daemon.proc.kill()
+            await daemon.proc.wait()
     Daemon.started.clear()
 
 
