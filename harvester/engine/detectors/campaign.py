@@ -3,11 +3,19 @@
 The clustering itself is shared by every rule (`near_duplicates`: SimHash fingerprints, clusters as
 balls around a seed, found through LSH bands). This detector counts, per cluster its rule's posts
 fall in, the distinct accounts that posted there during the last `window` seconds, and fires once
-they reach `min_accounts`. A cluster with fewer posts than that (nearly every one) costs it nothing;
-it keeps a view only of clusters that grew that far, at most `max_clusters` of them, each
-remembering at most `_MAX_AUTHORS` accounts, so memory per rule is bounded whatever the traffic. A
-rule with a stricter `max_distance` or a longer `min_chars` than the others skips the posts of a
-shared cluster that are too far from its seed or too short.
+they reach `min_accounts`. A cluster with fewer posts than that (nearly every one) costs it nothing:
+it keeps a view only of clusters that grew that far. A rule with a stricter `max_distance` or a
+longer `min_chars` than the others skips the posts of a shared cluster that are too far from its
+seed or too short.
+
+Memory is bounded by counts, not only by time: a busy cluster is never idle for a whole window, and
+Python does not give freed memory back, so what a long run holds must be reached early. A rule keeps
+views of at most `_MAX_VIEWS` clusters (the least recently active go first: a campaign's cluster gets
+posts all the time, and a view dropped and opened again recounts the cluster's recent posts), and a
+view remembers at most `4 x min_accounts` accounts: from there on the severity cannot rise any more
+(`_severity`), and the campaign fired long before. Each account costs one small value, its last time
+and its followers in one `complex` (see `_Cluster.authors`). A rule remembers the accounts of at most
+`_MAX_CAMPAIGNS` fired campaigns, at most `16 x min_accounts` each.
 
 What is not a campaign:
 - reposts ("RT @user: ..."): many accounts repeating one post is that post going viral, which the
@@ -34,19 +42,25 @@ from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDet
 from harvester.engine.detectors.near_duplicates import (
     NearDuplicateIndex,
     NearDuplicates,
-    PostRef,
+    Placed,
 )
 from harvester.engine.simhash import distance
 from harvester.models import Post, Severity, Signal
 
 KIND = "campaign"
-_MAX_AUTHORS = 1000  # per cluster; a campaign has long fired before this many accounts
-_MAX_CAMPAIGNS = 64  # campaigns remembered to keep their other clusters quiet
+_MAX_VIEWS = 128  # clusters a rule keeps a view of (fewer if its `max_clusters` says so)
+_ACCOUNTS_PER_LEVEL = 4  # accounts a view remembers, per `min_accounts`: the top severity needs 4x
+# Accounts a fired campaign remembers to recognise its other clusters (half of a cluster's accounts
+# known): 16 x min_accounts covers a campaign of up to 32 x min_accounts accounts (480 by default);
+# a bigger one is still recognised by its clusters' seeds.
+_CAMPAIGN_ACCOUNTS_PER_LEVEL = 16
+_MAX_AUTHORS = 1000
+_MAX_CAMPAIGNS = 16  # campaigns remembered (while their cooldown runs) to keep their other clusters quiet
 _LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
 _EXAMPLE_AUTHORS = 10
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 _TOP_RANK = _LEVELS[-1].rank
-_MIN_RECENT = 64  # latest posts a shared cluster keeps for rules that start counting late
+_NO_FOLLOWERS = -1.0  # the imaginary part of an account's entry when its followers are not known
 
 
 @dataclass(slots=True)
@@ -56,8 +70,10 @@ class _Cluster:
     first_seen: float
     last_seen: float
     posts: int = 0
-    # account -> (time of its last post here, its followers if known); oldest first
-    authors: dict[str, tuple[float, int | None]] = field(default_factory=dict)
+    # account -> its last post's time here + its followers (or _NO_FOLLOWERS) x 1j; oldest first.
+    # One complex is one 32-byte object holding both exactly; a (time, followers) tuple was three
+    # objects and about 110 bytes, and a long run holds tens of thousands of these.
+    authors: dict[str, complex] = field(default_factory=dict)
     examples: list[tuple[int, str]] = field(default_factory=list)  # min-heap of (engagement, uid)
     # The post every member so far replies to or quotes ("" while none has a ref): a reaction wave.
     reacts_to: str | None = ""
@@ -69,16 +85,17 @@ class _Cluster:
     ordered: bool = True
     newest: float = -math.inf
 
-    def add(self, post: Post | PostRef, ts: float, examples: int) -> None:
+    def add(self, post: Post | Placed, ts: float, examples: int, max_authors: int) -> None:
         self.posts += 1
         if ts > self.last_seen:  # noqa: PLR1730 (cheaper than max(): this runs for each counted post)
             self.last_seen = ts
         authors = self.authors
         author = post.author
         previous = authors.pop(author, None)
-        if previous is not None or len(authors) < _MAX_AUTHORS:
-            seen = ts if previous is None or ts >= previous[0] else previous[0]
-            authors[author] = (seen, post.followers)
+        if previous is not None or len(authors) < max_authors:
+            seen = ts if previous is None or ts >= previous.real else previous.real
+            followers = post.followers
+            authors[author] = complex(seen, _NO_FOLLOWERS if followers is None else followers)
             if seen < self.newest:
                 self.ordered = False
             else:
@@ -97,19 +114,19 @@ class _Cluster:
         """Drop accounts whose last post here is older than `cutoff` (oldest first: usually O(1))."""
         authors = self.authors
         while authors:
-            author, (seen, _) = next(iter(authors.items()))
-            if seen >= cutoff:
+            author, entry = next(iter(authors.items()))
+            if entry.real >= cutoff:
                 return
             del authors[author]
 
     def accounts_since(self, cutoff: float) -> list[tuple[str, int | None]]:
         # A late post can leave an old entry behind a newer one, so count exactly.
-        return [(a, f) for a, (seen, f) in self.authors.items() if seen >= cutoff]
+        return [(a, _followers(entry)) for a, entry in self.authors.items() if entry.real >= cutoff]
 
     def all_since(self, cutoff: float) -> bool:
         """Whether every account posted here at `cutoff` or later, known without looking at them all."""
         authors = self.authors
-        return self.ordered and (not authors or next(iter(authors.values()))[0] >= cutoff)
+        return self.ordered and (not authors or next(iter(authors.values())).real >= cutoff)
 
     @property
     def reaction_wave(self) -> bool:
@@ -117,7 +134,7 @@ class _Cluster:
 
     def row(self) -> list[Any]:
         """A compact, JSON-ready form for the snapshot."""
-        authors = [[a, seen, f] for a, (seen, f) in self.authors.items()]
+        authors = [[a, entry.real, _followers(entry)] for a, entry in self.authors.items()]
         return [
             self.seed, self.text, self.first_seen, self.last_seen, self.posts, self.reacts_to,
             self.fired_rank, finite(self.cooldown_until), self.campaign, authors,
@@ -131,8 +148,10 @@ class _Cluster:
         cluster.fired_rank = int(rank)
         cluster.cooldown_until = -math.inf if until is None else float(until)
         cluster.campaign = None if campaign is None else int(campaign)
-        cluster.authors = {str(a): (float(seen), f) for a, seen, f in authors}
-        times = [seen for seen, _ in cluster.authors.values()]
+        cluster.authors = {
+            str(a): complex(float(seen), _NO_FOLLOWERS if f is None else int(f)) for a, seen, f in authors
+        }
+        times = [entry.real for entry in cluster.authors.values()]
         cluster.ordered = all(a <= b for a, b in pairwise(times))
         cluster.newest = max(times, default=-math.inf)
         return cluster
@@ -146,10 +165,11 @@ class _Campaign:
     seed: int
     until: float
     authors: set[str]
+    limit: int  # accounts remembered at most
 
     def enlist(self, authors: Iterable[str]) -> None:
         for author in authors:
-            if len(self.authors) >= _MAX_AUTHORS:
+            if len(self.authors) >= self.limit:
                 return
             self.authors.add(author)
 
@@ -176,6 +196,9 @@ class CampaignDetector(RuleDetector):
         self._oldest_seen = math.inf  # last_seen of the first view in `clusters` (see `_note_oldest`)
         self._window = config.window  # read for every post (a model's attribute costs more)
         self._min_accounts = config.min_accounts
+        self._max_views = min(config.max_clusters, _MAX_VIEWS)
+        self._max_authors = _ACCOUNTS_PER_LEVEL * config.min_accounts
+        self._campaign_accounts = min(_MAX_AUTHORS, _CAMPAIGN_ACCOUNTS_PER_LEVEL * config.min_accounts)
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self, obs: Observation) -> list[Signal]:
@@ -217,7 +240,7 @@ class CampaignDetector(RuleDetector):
         ):
             return None
         else:
-            cluster.add(obs.post, ts, self.examples)
+            cluster.add(obs.post, ts, self.examples, self._max_authors)
         cluster.forget_before(self.now - cfg.window)
         if cluster.campaign is not None and cluster.campaign in self.campaigns:
             self.campaigns[cluster.campaign].enlist((obs.post.author,))
@@ -242,14 +265,14 @@ class CampaignDetector(RuleDetector):
             if self.rule in placed.rules
             and placed.chars >= cfg.min_chars
             and placed.ts >= cutoff
-            and (placed.fingerprint ^ shared.seed).bit_count() <= cfg.max_distance
+            and placed.distance <= cfg.max_distance
         ]
         if mine:
             cluster.first_seen = min(placed.ts for placed in mine)
         for placed in mine:
-            cluster.add(placed.post, placed.ts, self.examples)
+            cluster.add(placed, placed.ts, self.examples, self._max_authors)
         self.clusters[cluster.seed] = cluster
-        if len(self.clusters) > self.config.max_clusters:
+        if len(self.clusters) > self._max_views:
             self._remove(next(iter(self.clusters.values())))
         return cluster
 
@@ -348,7 +371,7 @@ class CampaignDetector(RuleDetector):
     ) -> None:
         live = [c for c in self.campaigns.values() if c.until > ts and c.seed != cluster.seed]
         self.campaigns = {c.seed: c for c in live[-(_MAX_CAMPAIGNS - 1) :]}
-        campaign = _Campaign(cluster.seed, ts + self.cooldown, set())
+        campaign = _Campaign(cluster.seed, ts + self.cooldown, set(), self._campaign_accounts)
         campaign.enlist(author for author, _ in accounts)
         self.campaigns[cluster.seed] = campaign
         cluster.campaign = cluster.seed
@@ -424,13 +447,19 @@ class CampaignDetector(RuleDetector):
             cluster = _Cluster.from_row(row)
             self.clusters[cluster.seed] = cluster
         self.campaigns = {
-            int(seed): _Campaign(int(seed), float(until), set(authors))
+            int(seed): _Campaign(int(seed), float(until), set(authors), self._campaign_accounts)
             for seed, until, authors in state.get("campaigns", [])
         }
         quiet = state.get("quiet_until")
         self.quiet_until = -math.inf if quiet is None else float(quiet)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
         self._note_oldest()
+
+
+def _followers(entry: complex) -> int | None:
+    """The followers an account's entry in `_Cluster.authors` holds (None: not known)."""
+    followers = entry.imag
+    return None if followers < 0 else int(followers)
 
 
 def _low_follower_share(accounts: list[tuple[str, int | None]]) -> tuple[float | None, int]:
@@ -456,6 +485,9 @@ def index_for(configs: Iterable[CampaignConfig]) -> NearDuplicateIndex:
         min_chars=min(c.min_chars for c in configs),
         window=max(c.window for c in configs),
         max_clusters=max(c.max_clusters for c in configs),
-        # enough of a cluster's latest posts for the rule that needs the most accounts to count them
-        recent=max(_MIN_RECENT, 2 * max(c.min_accounts for c in configs)),
+        # Enough of a cluster's latest posts for the rule that needs the most accounts to count them:
+        # a rule opens its view when its post finds the cluster holding `min_accounts` posts, so its
+        # earlier posts there are among the first `min_accounts`, and twice that leaves room for the
+        # other rules' posts and a view opened again after it was dropped.
+        recent=2 * max(c.min_accounts for c in configs),
     )

@@ -65,13 +65,27 @@ class PostRef(NamedTuple):
 
 
 class Placed(NamedTuple):
-    # A reference to the post and its time, not its Observation: that one can then go once the
-    # rules have seen the post (fewer and smaller objects kept alive per post).
-    post: PostRef
+    """One of a cluster's latest posts: what a rule counts of it (its `PostRef` fields, flat), its time,
+    the rules it matched, its length and its distance from the cluster's seed.
+
+    One flat tuple, not the Observation (which can then go once the rules have seen the post) nor a
+    tuple holding a `PostRef`: the index keeps tens of thousands of these, and one object per post is
+    both less memory and less work. The distance, not the fingerprint: a small int, which Python
+    shares, where a 64-bit one is an object of its own."""
+
+    uid: str
+    author: str
+    followers: int | None
+    ref: str | None
+    engagement: int
     ts: float
     rules: tuple[str, ...]
     chars: int
-    fingerprint: int
+    distance: int  # bits between the post's fingerprint and the cluster's seed
+
+    @property
+    def post(self) -> PostRef:
+        return tuple.__new__(PostRef, self[:5])
 
 
 class _LoneFields(NamedTuple):
@@ -107,7 +121,21 @@ class Lone(_LoneFields):
         return (self.placed(),)
 
     def placed(self) -> Placed:
-        return Placed(PostRef.of(self.post), self.last_seen, self.rules, self.chars, self.seed)
+        post = self.post
+        return tuple.__new__(
+            Placed,
+            (
+                post.uid,
+                post.author,
+                post.followers,
+                post.ref,
+                post.engagement,
+                self.last_seen,
+                self.rules,
+                self.chars,
+                0,
+            ),
+        )
 
 
 @dataclass(slots=True)
@@ -120,7 +148,6 @@ class Cluster:
     last_seen: float
     posts: int = 0
     members: list[int] = field(default_factory=list)
-    member_keys: list[tuple[int, ...]] = field(default_factory=list)  # each member's band keys
     # Its latest posts with the rules each matched, their length and fingerprint: a rule only looks
     # at a cluster once it holds as many posts as the rule needs accounts, and then counts its own
     # posts among these.
@@ -183,46 +210,30 @@ class NearDuplicateIndex:
         # The nearest seed: the cluster the very fingerprint was placed in, or else the nearest seed
         # of the members sharing a band with it (the first of equals, in band order).
         seed = seed_of.get(fingerprint)
-        if seed is None:
+        if seed is not None:
+            found = clusters[seed]
+            cluster = self._promote(found) if isinstance(found, Lone) else found
+            distance = (fingerprint ^ seed).bit_count()
+        else:
             held = tuple(map(buckets.get, keys))  # most posts share no band with any other
+            distance = self.max_distance + 1
             if held != _NO_BUCKETS:
-                best_distance = self.max_distance + 1
                 for bucket in held:
                     if bucket is None:
                         continue
                     for member in (bucket,) if isinstance(bucket, int) else bucket:
                         candidate = seed_of[member]
                         d = (fingerprint ^ candidate).bit_count()
-                        if d < best_distance:
-                            seed, best_distance = candidate, d
+                        if d < distance:
+                            seed, distance = candidate, d
             if seed is None:
-                lone = tuple.__new__(Lone, (fingerprint, ts, obs.post, rules, chars, keys))
-                clusters[fingerprint] = lone
-                seed_of[fingerprint] = fingerprint
-                if held == _NO_BUCKETS:
-                    k0, k1, k2, k3 = keys
-                    buckets[k0] = buckets[k1] = buckets[k2] = buckets[k3] = fingerprint
-                else:
-                    self._fill(fingerprint, keys, held)
-                if len(clusters) > self.max_clusters:
-                    evicted = clusters.popitem(last=False)[1]
-                    if type(evicted) is Lone:  # `_remove`, written out for the usual case
-                        gone = evicted.seed
-                        del seed_of[gone]
-                        k0, k1, k2, k3 = evicted.keys
-                        if tuple(map(buckets.get, evicted.keys)).count(gone) == 4:
-                            del buckets[k0], buckets[k1], buckets[k2], buckets[k3]
-                        else:
-                            self._take_out(gone, evicted.keys)
-                    else:
-                        self._remove(evicted)
-                return lone
-        found = clusters[seed]
-        cluster = self._promote(found) if isinstance(found, Lone) else found
-        if len(cluster.members) < _MAX_MEMBERS and fingerprint not in seed_of:
-            cluster.members.append(fingerprint)
-            cluster.member_keys.append(keys)
-            self._index(fingerprint, seed, keys)
+                return self._open(tuple.__new__(Lone, (fingerprint, ts, obs.post, rules, chars, keys)), held)
+            found = clusters[seed]
+            cluster = self._promote(found) if isinstance(found, Lone) else found
+            if len(cluster.members) < _MAX_MEMBERS:  # (not a member yet: it is not in `seed_of`)
+                cluster.members.append(fingerprint)
+                seed_of[fingerprint] = seed
+                self._fill(fingerprint, keys, held)  # the buckets are as they were read above
         if ts > cluster.last_seen:  # noqa: PLR1730 (cheaper than max())
             cluster.last_seen = ts
         clusters.move_to_end(seed)
@@ -230,18 +241,68 @@ class NearDuplicateIndex:
         cluster.fingerprint = fingerprint
         cluster.chars = chars
         recent = cluster.recent
+        post = obs.post
         # tuple.__new__: the NamedTuple's own __new__ is a Python function, and this is every post
         # that joins a cluster (about half of them).
-        recent.append(tuple.__new__(Placed, (PostRef.of(obs.post), ts, rules, chars, fingerprint)))
+        recent.append(
+            tuple.__new__(
+                Placed,
+                (
+                    post.uid,
+                    post.author,
+                    post.followers,
+                    post.ref,
+                    post.engagement,
+                    ts,
+                    rules,
+                    chars,
+                    distance,
+                ),
+            )
+        )
         if len(recent) > self.recent:
             del recent[0]
+        # None older than the window either (no rule would count them): a slow cluster lives as long
+        # as a busy one, and should not hold more. (The post just placed is in the window.)
+        while recent[0].ts < cutoff:
+            del recent[0]
         return cluster
+
+    def _open(self, lone: Lone, held: tuple[int | set[int] | None, ...]) -> Lone:
+        """A post near no live seed opens a cluster of its own (`lone`; `held`: what its band buckets
+        hold); over `max_clusters`, the least recently active cluster goes."""
+        clusters = self.clusters
+        buckets = self.buckets
+        seed_of = self.seed_of
+        fingerprint, keys = lone.seed, lone.keys
+        clusters[fingerprint] = lone
+        seed_of[fingerprint] = fingerprint
+        if held == _NO_BUCKETS:
+            k0, k1, k2, k3 = keys
+            buckets[k0] = buckets[k1] = buckets[k2] = buckets[k3] = fingerprint
+        else:
+            self._fill(fingerprint, keys, held)
+        if len(clusters) > self.max_clusters:
+            evicted = clusters.popitem(last=False)[1]
+            if type(evicted) is Lone:  # `_remove`, written out for the usual case
+                gone = evicted.seed
+                del seed_of[gone]
+                k0, k1, k2, k3 = evicted.keys
+                # Each of its buckets holds it, alone (nearly always) or in a set: popped, and put
+                # back without it if others share it.
+                pop = buckets.pop
+                b0, b1, b2, b3 = pop(k0, None), pop(k1, None), pop(k2, None), pop(k3, None)
+                if b0 != gone or b1 != gone or b2 != gone or b3 != gone:
+                    self._put_back(gone, evicted.keys, (b0, b1, b2, b3))
+            else:
+                self._remove(evicted)
+        return lone
 
     def _promote(self, lone: Lone) -> Cluster:
         """A second post joins a lone one: from now on it is a cluster like any other."""
         ts, seed = lone.last_seen, lone.seed
         recent = [lone.placed()]
-        cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], [lone.keys], recent, seed, lone.chars)
+        cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], recent, seed, lone.chars)
         self.clusters[seed] = cluster  # in the lone record's place (the caller moves it to the end)
         return cluster
 
@@ -279,31 +340,32 @@ class NearDuplicateIndex:
         if isinstance(cluster, Lone):
             self._unindex(cluster.seed, cluster.keys)
         else:
-            for member, keys in zip(cluster.members, cluster.member_keys, strict=True):
-                self._unindex(member, keys)
+            # (Band keys worked out again: a cluster goes far less often than a lone post, and a
+            # tuple of four ints kept per member cost ~180 bytes.)
+            keys_of = self.bands.keys
+            for member in cluster.members:
+                self._unindex(member, keys_of(member))
 
     def _unindex(self, member: int, keys: tuple[int, ...]) -> None:
         del self.seed_of[member]
-        buckets = self.buckets
-        if tuple(map(buckets.get, keys)).count(member) == len(keys):  # alone in all, as most are
-            for key in keys:
-                del buckets[key]
-            return
-        self._take_out(member, keys)
+        pop = self.buckets.pop
+        held = tuple([pop(key, None) for key in keys])
+        if held.count(member) != len(keys):  # not alone in all of them, as most are
+            self._put_back(member, keys, held)
 
-    def _take_out(self, member: int, keys: tuple[int, ...]) -> None:
+    def _put_back(
+        self, member: int, keys: tuple[int, ...], popped: tuple[int | set[int] | None, ...]
+    ) -> None:
+        """Put back what the buckets under `keys` held (`popped`, taken out), without `member`."""
         buckets = self.buckets
-        for key in keys:
-            held = buckets.get(key)
-            if held is None:
+        for key, held in zip(keys, popped, strict=True):
+            if held is None or held == member:
                 continue
             if isinstance(held, int):
-                if held == member:
-                    del buckets[key]
+                buckets[key] = held
             else:
                 held.discard(member)
-                if len(held) == 1:
-                    buckets[key] = next(iter(held))
+                buckets[key] = next(iter(held)) if len(held) == 1 else held
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -327,6 +389,5 @@ class NearDuplicateIndex:
                 if member not in self.seed_of:
                     keys = self.bands.keys(member)
                     cluster.members.append(member)
-                    cluster.member_keys.append(keys)
                     self._index(member, cluster.seed, keys)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
