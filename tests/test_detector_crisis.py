@@ -16,6 +16,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from harvester.config.detectors import CrisisConfig, VolumeSpikeConfig
 from harvester.engine.detectors.base import Observation, at
 from harvester.engine.detectors.crisis import MIN_POSTS, WINDOW_BUCKETS, CrisisDetector
+from harvester.engine.detectors.evidence import DISTINCT_EXACT
 from harvester.engine.normalize import for_sentiment, terms
 from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Severity, Signal
@@ -268,7 +269,9 @@ def test_memory_stays_bounded() -> None:
     det.note_signal(spike(START + 1))
     feed(det, stream.crisis(START, START + 1200, rate=200))  # 240,000 posts from ~all-new authors
     assert len(det.window.buckets) <= WINDOW_BUCKETS
-    assert all(len(b.authors) <= 200 for b in det.window.buckets)
+    assert all(
+        len(b.authors.smallest) <= DISTINCT_EXACT and b.authors.names is None for b in det.window.buckets
+    )
     assert all(len(b.crisis_terms) <= len(det.crisis_terms) for b in det.window.buckets)
     assert all(len(b.evidence.examples) <= det.examples for b in det.window.buckets)
 

@@ -167,6 +167,8 @@ async def test_metrics_parse_and_count_the_pipeline(tmp_path: Path) -> None:
     async with running(config(tmp_path)) as app, aiohttp.ClientSession() as s:
         await wait_until(finished(app))
         await wait_until(lambda: app.processor is not None and app.processor.processed == 600)
+        assert app.writer is not None
+        await app.writer.wait_idle()  # the lag gauge is read from committed posts
         for reason in ("network", "network", "rate_limited"):  # as a source reports its reconnects
             app.health.sources["demo"].reconnected(reason)
         async with s.get(url(app, "/metrics")) as response:

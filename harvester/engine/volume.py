@@ -18,12 +18,11 @@ from typing import Any
 
 from harvester.config.detectors import VolumeSpikeConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector
-from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
+from harvester.engine.detectors.evidence import DistinctCount, Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline, bucket_runs
 from harvester.models import Severity, Signal
 
 KIND = "volume_spike"
-_MAX_AUTHORS_PER_BUCKET = 2000
 
 
 @dataclass(slots=True)
@@ -32,7 +31,7 @@ class _Bucket:
     count: int = 0
     sentiment_sum: float = 0.0
     sentiment_n: int = 0
-    authors: set[str] = field(default_factory=set)
+    authors: DistinctCount = field(default_factory=DistinctCount)
     evidence: Tally = field(default_factory=Tally)  # the most engaged posts, and a sample for terms
 
     def add(self, obs: Observation, keep_examples: int) -> None:
@@ -52,8 +51,7 @@ class _Bucket:
         self.count += len(batch)
         self.sentiment_n += scored
         self.sentiment_sum += total
-        if len(self.authors) < _MAX_AUTHORS_PER_BUCKET:
-            self.authors.update(authors)
+        self.authors.add_many(authors)
         self.evidence.add_many(batch, keep_examples)
 
 
@@ -229,9 +227,7 @@ class VolumeSpikeDetector(RuleDetector):
         window_start = _at(first_index * self.config.bucket)
         sentiment_n = sum(b.sentiment_n for b in self.buckets)
         sentiment = sum(b.sentiment_sum for b in self.buckets) / sentiment_n if sentiment_n else None
-        authors: set[str] = set()
-        for bucket in self.buckets:
-            authors |= bucket.authors
+        authors = DistinctCount.union(b.authors for b in self.buckets)
         tallies = [b.evidence for b in self.buckets]
         window_s = self.config.window_buckets * self.config.bucket
         # A rule that is nearly always quiet has no meaningful ratio ("10000000000x the usual 0.0").
@@ -248,7 +244,7 @@ class VolumeSpikeDetector(RuleDetector):
             "expected": round(expected, 3),
             "z": round(z, 2),
             "window_s": window_s,
-            "distinct_authors": len(authors),
+            "distinct_authors": authors,
             "mean_sentiment": round(sentiment, 3) if sentiment is not None else None,
             "top_terms": top_terms(tallies),
             "example_uids": top_examples(tallies, self.examples),

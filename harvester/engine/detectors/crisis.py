@@ -36,7 +36,7 @@ from harvester.engine.detectors.base import (
     at,
     shared_vocabulary,
 )
-from harvester.engine.detectors.evidence import Tally, top_examples, top_terms
+from harvester.engine.detectors.evidence import DistinctCount, Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, bucket_runs
 from harvester.models import Severity, Signal
 
@@ -48,7 +48,6 @@ WINDOW_BUCKETS = 30
 # No verdict on a handful of posts, whatever the volume detector said: some crisis terms are everyday
 # words ("down", "fine", "lost"), and ten posts of a cheerful launch can hold two of them by chance.
 MIN_POSTS = 20
-_MAX_AUTHORS_PER_BUCKET = 200
 
 
 @dataclass(slots=True)
@@ -59,7 +58,7 @@ class _Bucket:
     sentiment_sum: float = 0.0
     crisis_posts: int = 0
     crisis_terms: dict[str, int] = field(default_factory=dict)  # only configured terms: bounded
-    authors: set[str] = field(default_factory=set)
+    authors: DistinctCount = field(default_factory=DistinctCount)
     evidence: Tally = field(default_factory=Tally)  # the posts with a crisis term
 
 
@@ -157,8 +156,7 @@ class CrisisDetector(RuleDetector):
             bucket.scored += 1
             bucket.sentiment_sum += obs.sentiment
         post = obs.post
-        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
-            bucket.authors.add(post.author)
+        bucket.authors.add(post.author)
         found = obs.found(self.crisis_terms)  # worked out once per post for every rule it matched
         if found:
             bucket.crisis_posts += 1
@@ -210,8 +208,7 @@ class CrisisDetector(RuleDetector):
         bucket.posts += len(run)
         bucket.scored += scored
         bucket.sentiment_sum += total
-        if len(bucket.authors) < _MAX_AUTHORS_PER_BUCKET:
-            bucket.authors.update(authors)
+        bucket.authors.add_many(authors)
         if with_terms:
             bucket.crisis_posts += len(with_terms)
             bucket.evidence.add_many(with_terms, self.examples)
@@ -276,11 +273,10 @@ class CrisisDetector(RuleDetector):
         start_ts = max(met.first * self.width, spike.window_start)
         window_start = at(start_ts)
         found: dict[str, int] = {}
-        authors: set[str] = set()
         for bucket in span:
             for term, n in bucket.crisis_terms.items():
                 found[term] = found.get(term, 0) + n
-            authors |= bucket.authors
+        authors = DistinctCount.union(b.authors for b in span)
         terms = sorted(found.items(), key=lambda item: (-item[1], item[0]))
         tallies = [b.evidence for b in span]
         named = ", ".join(f"{term} {n}" for term, n in terms[:5])
@@ -303,7 +299,7 @@ class CrisisDetector(RuleDetector):
             "crisis_posts": met.crisis_posts,
             "window_s": round(ts - start_ts, 1),
             "crisis_terms": [[term, n] for term, n in terms],
-            "distinct_authors": len(authors),
+            "distinct_authors": authors,
             "top_terms": top_terms(tallies),
             "example_uids": top_examples(tallies, self.examples),
         }
