@@ -329,6 +329,11 @@ class App:
                 log.warning(
                     "alert delivery cut short by the shutdown deadline; undelivered alerts stay in the outbox"
                 )
+        if self.dispatcher.unmarked:
+            log.error(
+                "alerts delivered but not recorded by the store; they will be sent again at the next start",
+                alerts=len(self.dispatcher.unmarked),
+            )
         log.info("harvester stopped", inbox_drained=inbox_drained, posts=self.processor.processed)
 
     async def alert_status(self) -> dict[str, object]:
