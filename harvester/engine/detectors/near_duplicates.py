@@ -16,19 +16,21 @@ lets a cluster drift across a family of templated everyday posts ("the <brand> a
 <brand> card was fine ...") until it spans many unrelated accounts. Seeds are found through 16-bit
 LSH bands (`BandSplit`); a cluster is also indexed under the fingerprints of up to `_MAX_MEMBERS`
 of its posts, which finds the variants whose differences hit every band of the seed. A post costs a
-handful of dict lookups however many clusters are live.
+handful of list and dict lookups however many clusters are live (`Buckets`).
 
 A cluster expires `window` seconds after its last post, and at most `max_clusters` are kept (the
-least recently active go first), so memory is bounded whatever the traffic. Pure reposts
-("RT @user: ...") and texts shorter than `min_chars` are not placed: the first are one post going
-viral (the viral detector's business), the second too alike by chance ("gm", "lol").
+least recently active go first); a cluster keeps at most `recent` of its latest posts, none older
+than the window, as small flat records (`Placed`), and is found under at most `_MAX_MEMBERS`
+fingerprints: memory is bounded by counts whatever the traffic. Pure reposts ("RT @user: ...") and
+texts shorter than `min_chars` are not placed: the first are one post going viral (the viral
+detector's business), the second too alike by chance ("gm", "lol").
 
 Nearly every post stays alone, and most of the index's work was for them: a cluster object with its
 deque of recent posts built for each, then evicted unread. So a post that opens a cluster is kept as
-a `Lone` record (the placed post itself, a tuple) until a second post joins it; only then is it
-promoted to a `Cluster`, with the first post as the oldest of its recent ones, so a rule that starts
-counting then still counts it. Both answer what a rule reads of a cluster (`seed`, `posts`, `text`,
-`recent`, `fingerprint`, `chars`): `NearDuplicates` is either.
+a `Lone` record (a tuple, with the post as its cluster would keep it) until a second post joins it;
+only then is it promoted to a `Cluster`, with the first post as the oldest of its recent ones, so a
+rule that starts counting then still counts it. Both answer what a rule reads of a cluster (`seed`,
+`posts`, `text`, `recent`, `fingerprint`, `chars`): `NearDuplicates` is either.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
     from harvester.models import Post
 
 _MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
-_NO_BUCKETS = (None,) * BandSplit.BANDS
 TEXT_CHARS = 280  # of the representative text kept for the alert
 
 
@@ -91,15 +92,15 @@ class Placed(NamedTuple):
 class _LoneFields(NamedTuple):
     seed: int  # the post's fingerprint
     last_seen: float  # the post's time
-    post: Post
-    rules: tuple[str, ...]
-    chars: int
-    keys: tuple[int, ...]  # its band keys, to take it out of the buckets without working them out again
+    first: Placed  # the post, as a cluster's recent posts keep theirs
+    text: str  # the post's text, at most TEXT_CHARS of it
 
 
 class Lone(_LoneFields):
-    """A cluster of one post, kept as the placed post itself (most clusters never get a second).
-    The fields read for every post (`seed`, `last_seen`, `posts`) are plain tuple fields."""
+    """A cluster of one post, kept as the placed post itself (most clusters never get a second):
+    what its cluster would keep of it once promoted, not the whole `Post` (the index holds up to
+    `max_clusters` of these at all times). The fields read for every post (`seed`, `last_seen`,
+    `posts`) are plain tuple fields."""
 
     __slots__ = ()
     posts: ClassVar[int] = 1
@@ -109,8 +110,8 @@ class Lone(_LoneFields):
         return self.seed
 
     @property
-    def text(self) -> str:
-        return self.post.text[:TEXT_CHARS]
+    def chars(self) -> int:
+        return self.first.chars
 
     @property
     def first_seen(self) -> float:
@@ -118,24 +119,7 @@ class Lone(_LoneFields):
 
     @property
     def recent(self) -> tuple[Placed, ...]:
-        return (self.placed(),)
-
-    def placed(self) -> Placed:
-        post = self.post
-        return tuple.__new__(
-            Placed,
-            (
-                post.uid,
-                post.author,
-                post.followers,
-                post.ref,
-                post.engagement,
-                self.last_seen,
-                self.rules,
-                self.chars,
-                0,
-            ),
-        )
+        return (self.first,)
 
 
 @dataclass(slots=True)
@@ -162,6 +146,74 @@ class Cluster:
 NearDuplicates: TypeAlias = Cluster | Lone
 
 
+Filed: TypeAlias = "int | tuple[int, ...] | set[int]"
+Held: TypeAlias = "Filed | None"
+_MAX_TUPLE = 16  # fingerprints a slot holds as a tuple (rebuilt on each change); more as a set
+_WIDTH = BandSplit.WIDTH
+_MASK = (1 << _WIDTH) - 1
+
+
+class Buckets:
+    """Band value -> the member fingerprint(s) filed under it: one list of 65,536 slots per band.
+
+    A slot holds nothing (None), one fingerprint as a bare int (most occupied slots), a few as a tuple
+    or many as a set: a set costs several times a small tuple to build, and a slot that holds more
+    than one nearly always holds two to five. Lists rather than a dict keyed
+    by band: a post reads four slots and a lone post writes and clears four, and a list slot is one
+    memory access where a dict of 20,000 int keys costs a hash probe, its entry and the key object
+    (cache misses, all three, once the index is big). The four lists are 2 MB, allocated once."""
+
+    __slots__ = ("bands",)
+
+    def __init__(self) -> None:
+        self.bands: tuple[list[Held], ...] = tuple([None] * (1 << _WIDTH) for _ in range(BandSplit.BANDS))
+
+    def __len__(self) -> int:
+        """Occupied slots (a scan: for tests and tools, not the hot path)."""
+        return sum(len(band) - band.count(None) for band in self.bands)
+
+    def clear(self) -> None:
+        for band in self.bands:
+            band[:] = [None] * len(band)
+
+
+def _lone(fingerprint: int, ts: float, post: Post, rules: tuple[str, ...], chars: int) -> Lone:
+    # tuple.__new__: the NamedTuples' own __new__ are Python functions, and this is most posts.
+    first = tuple.__new__(
+        Placed, (post.uid, post.author, post.followers, post.ref, post.engagement, ts, rules, chars, 0)
+    )
+    return tuple.__new__(Lone, (fingerprint, ts, first, post.text[:TEXT_CHARS]))
+
+
+def _with(held: Filed, fingerprint: int) -> Filed:
+    """What a slot holding `held` holds once `fingerprint` is filed in it too."""
+    if isinstance(held, int):
+        return (held, fingerprint)
+    if isinstance(held, tuple):
+        return (*held, fingerprint) if len(held) < _MAX_TUPLE else {*held, fingerprint}
+    held.add(fingerprint)
+    return held
+
+
+def _without(held: tuple[int, ...] | set[int], member: int) -> Filed:
+    """What a slot holding several fingerprints holds once `member` is taken out."""
+    if isinstance(held, tuple):
+        rest = tuple([m for m in held if m != member])
+        return rest[0] if len(rest) == 1 else rest
+    held.discard(member)
+    return next(iter(held)) if len(held) == 1 else held
+
+
+def band_values(fingerprint: int) -> tuple[int, int, int, int]:
+    """The fingerprint's four 16-bit bands: its slots in `Buckets` (untagged `BandSplit.keys`)."""
+    return (
+        fingerprint & _MASK,
+        (fingerprint >> 16) & _MASK,
+        (fingerprint >> 32) & _MASK,
+        (fingerprint >> 48) & _MASK,
+    )
+
+
 class NearDuplicateIndex:
     def __init__(
         self, *, max_distance: int, min_chars: int, window: float, max_clusters: int, recent: int = 64
@@ -174,7 +226,8 @@ class NearDuplicateIndex:
         self.bands = BandSplit(max_distance)
         # by seed, least recently active first
         self.clusters: OrderedDict[int, NearDuplicates] = OrderedDict()
-        self.buckets: dict[int, int | set[int]] = {}  # band key -> member fingerprint(s)
+        self.buckets = Buckets()  # band value -> member fingerprint(s)
+        self._slots = self.buckets.bands  # read for every post
         self.seed_of: dict[int, int] = {}  # member fingerprint -> its cluster's seed
         self.now = -math.inf
 
@@ -187,7 +240,8 @@ class NearDuplicateIndex:
         clusters = self.clusters
         # What `expire` would do, checked inline: it is called for every post and nearly always
         # finds the oldest cluster still live.
-        if clusters and next(iter(clusters.values())).last_seen < cutoff:
+        # (The first key, then its value: cheaper than an iterator over the values.)
+        if clusters and clusters[next(iter(clusters))].last_seen < cutoff:
             self._expire(cutoff)
         text = obs.post.text
         if ts < cutoff or ("RT @" in text and is_repost(text)):
@@ -198,15 +252,24 @@ class NearDuplicateIndex:
         if chars < self.min_chars:
             return None
         fingerprint = obs.fingerprint
-        mask = 0xFFFF  # `BandSplit.keys`, written out
-        keys = (
-            fingerprint & mask,
-            0x10000 | ((fingerprint >> 16) & mask),
-            0x20000 | ((fingerprint >> 32) & mask),
-            0x30000 | ((fingerprint >> 48) & mask),
-        )
+        b0, b1, b2, b3 = self._slots
+        # `band_values`, written out
+        k0 = fingerprint & 0xFFFF
+        k1 = (fingerprint >> 16) & 0xFFFF
+        k2 = (fingerprint >> 32) & 0xFFFF
+        k3 = (fingerprint >> 48) & 0xFFFF
+        h0, h1, h2, h3 = b0[k0], b1[k1], b2[k2], b3[k3]
         seed_of = self.seed_of
-        buckets = self.buckets
+        if h0 is None and h1 is None and h2 is None and h3 is None:
+            # No member shares a band with it (the fingerprint itself is not one either): alone.
+            lone = _lone(fingerprint, ts, obs.post, rules, chars)
+            clusters[fingerprint] = lone
+            seed_of[fingerprint] = fingerprint
+            b0[k0] = b1[k1] = b2[k2] = b3[k3] = fingerprint
+            if len(clusters) > self.max_clusters:
+                self._evict()
+            return lone
+        held = (h0, h1, h2, h3)
         # The nearest seed: the cluster the very fingerprint was placed in, or else the nearest seed
         # of the members sharing a band with it (the first of equals, in band order).
         seed = seed_of.get(fingerprint)
@@ -215,25 +278,29 @@ class NearDuplicateIndex:
             cluster = self._promote(found) if isinstance(found, Lone) else found
             distance = (fingerprint ^ seed).bit_count()
         else:
-            held = tuple(map(buckets.get, keys))  # most posts share no band with any other
             distance = self.max_distance + 1
-            if held != _NO_BUCKETS:
-                for bucket in held:
-                    if bucket is None:
-                        continue
-                    for member in (bucket,) if isinstance(bucket, int) else bucket:
-                        candidate = seed_of[member]
-                        d = (fingerprint ^ candidate).bit_count()
-                        if d < distance:
-                            seed, distance = candidate, d
+            for bucket in held:
+                if bucket is None:
+                    continue
+                for member in (bucket,) if isinstance(bucket, int) else bucket:
+                    candidate = seed_of[member]
+                    d = (fingerprint ^ candidate).bit_count()
+                    if d < distance:
+                        seed, distance = candidate, d
             if seed is None:
-                return self._open(tuple.__new__(Lone, (fingerprint, ts, obs.post, rules, chars, keys)), held)
+                lone = _lone(fingerprint, ts, obs.post, rules, chars)
+                clusters[fingerprint] = lone
+                seed_of[fingerprint] = fingerprint
+                self._fill(fingerprint, (k0, k1, k2, k3), held)
+                if len(clusters) > self.max_clusters:
+                    self._evict()
+                return lone
             found = clusters[seed]
             cluster = self._promote(found) if isinstance(found, Lone) else found
             if len(cluster.members) < _MAX_MEMBERS:  # (not a member yet: it is not in `seed_of`)
                 cluster.members.append(fingerprint)
                 seed_of[fingerprint] = seed
-                self._fill(fingerprint, keys, held)  # the buckets are as they were read above
+                self._fill(fingerprint, (k0, k1, k2, k3), held)  # the slots are as read above
         if ts > cluster.last_seen:  # noqa: PLR1730 (cheaper than max())
             cluster.last_seen = ts
         clusters.move_to_end(seed)
@@ -268,41 +335,29 @@ class NearDuplicateIndex:
             del recent[0]
         return cluster
 
-    def _open(self, lone: Lone, held: tuple[int | set[int] | None, ...]) -> Lone:
-        """A post near no live seed opens a cluster of its own (`lone`; `held`: what its band buckets
-        hold); over `max_clusters`, the least recently active cluster goes."""
-        clusters = self.clusters
-        buckets = self.buckets
-        seed_of = self.seed_of
-        fingerprint, keys = lone.seed, lone.keys
-        clusters[fingerprint] = lone
-        seed_of[fingerprint] = fingerprint
-        if held == _NO_BUCKETS:
-            k0, k1, k2, k3 = keys
-            buckets[k0] = buckets[k1] = buckets[k2] = buckets[k3] = fingerprint
+    def _evict(self) -> None:
+        """Over `max_clusters`: the least recently active cluster goes (nearly always a lone post)."""
+        evicted = self.clusters.popitem(last=False)[1]
+        if not isinstance(evicted, Lone):
+            self._remove(evicted)
+            return
+        # `_unindex`, written out for the usual case: alone in all four of its slots
+        gone = evicted.seed
+        del self.seed_of[gone]
+        b0, b1, b2, b3 = self._slots
+        k0 = gone & 0xFFFF
+        k1 = (gone >> 16) & 0xFFFF
+        k2 = (gone >> 32) & 0xFFFF
+        k3 = (gone >> 48) & 0xFFFF
+        if b0[k0] == gone and b1[k1] == gone and b2[k2] == gone and b3[k3] == gone:
+            b0[k0] = b1[k1] = b2[k2] = b3[k3] = None
         else:
-            self._fill(fingerprint, keys, held)
-        if len(clusters) > self.max_clusters:
-            evicted = clusters.popitem(last=False)[1]
-            if type(evicted) is Lone:  # `_remove`, written out for the usual case
-                gone = evicted.seed
-                del seed_of[gone]
-                k0, k1, k2, k3 = evicted.keys
-                # Each of its buckets holds it, alone (nearly always) or in a set: popped, and put
-                # back without it if others share it.
-                pop = buckets.pop
-                b0, b1, b2, b3 = pop(k0, None), pop(k1, None), pop(k2, None), pop(k3, None)
-                if b0 != gone or b1 != gone or b2 != gone or b3 != gone:
-                    self._put_back(gone, evicted.keys, (b0, b1, b2, b3))
-            else:
-                self._remove(evicted)
-        return lone
+            self._take_out(gone)
 
     def _promote(self, lone: Lone) -> Cluster:
         """A second post joins a lone one: from now on it is a cluster like any other."""
-        ts, seed = lone.last_seen, lone.seed
-        recent = [lone.placed()]
-        cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], recent, seed, lone.chars)
+        ts, seed, first = lone.last_seen, lone.seed, lone.first
+        cluster = Cluster(seed, lone.text, ts, ts, 1, [seed], [first], seed, first.chars)
         self.clusters[seed] = cluster  # in the lone record's place (the caller moves it to the end)
         return cluster
 
@@ -318,54 +373,39 @@ class NearDuplicateIndex:
                 return
             self._remove(clusters.popitem(last=False)[1])
 
-    # A band bucket holds one fingerprint as a bare int (nearly all of them: a set per bucket would
-    # cost four allocations per post) and several as a set.
-    def _index(self, fingerprint: int, seed: int, keys: tuple[int, ...]) -> None:
+    def _index(self, fingerprint: int, seed: int) -> None:
         self.seed_of[fingerprint] = seed
-        self._fill(fingerprint, keys, tuple(map(self.buckets.get, keys)))
+        values = band_values(fingerprint)
+        self._fill(fingerprint, values, tuple(band[k] for band, k in zip(self._slots, values, strict=True)))
 
-    def _fill(self, fingerprint: int, keys: tuple[int, ...], held: tuple[int | set[int] | None, ...]) -> None:
-        """File `fingerprint` under `keys`, whose buckets hold `held`."""
-        buckets = self.buckets
-        for key, bucket in zip(keys, held, strict=True):
-            if bucket is None:
-                buckets[key] = fingerprint
-            elif isinstance(bucket, int):
-                buckets[key] = {bucket, fingerprint}
-            else:
-                bucket.add(fingerprint)
+    def _fill(self, fingerprint: int, values: tuple[int, ...], held: tuple[Held, ...]) -> None:
+        """File `fingerprint` in its slots (`values`), which hold `held`."""
+        b0, b1, b2, b3 = self._slots
+        k0, k1, k2, k3 = values
+        h0, h1, h2, h3 = held
+        b0[k0] = fingerprint if h0 is None else _with(h0, fingerprint)
+        b1[k1] = fingerprint if h1 is None else _with(h1, fingerprint)
+        b2[k2] = fingerprint if h2 is None else _with(h2, fingerprint)
+        b3[k3] = fingerprint if h3 is None else _with(h3, fingerprint)
 
     def _remove(self, cluster: NearDuplicates) -> None:
-        """Take a cluster (already out of `clusters`) out of the buckets."""
+        """Take a cluster (already out of `clusters`) out of the slots and `seed_of`."""
         if isinstance(cluster, Lone):
-            self._unindex(cluster.seed, cluster.keys)
+            del self.seed_of[cluster.seed]
+            self._take_out(cluster.seed)
         else:
-            # (Band keys worked out again: a cluster goes far less often than a lone post, and a
-            # tuple of four ints kept per member cost ~180 bytes.)
-            keys_of = self.bands.keys
             for member in cluster.members:
-                self._unindex(member, keys_of(member))
+                del self.seed_of[member]
+                self._take_out(member)
 
-    def _unindex(self, member: int, keys: tuple[int, ...]) -> None:
-        del self.seed_of[member]
-        pop = self.buckets.pop
-        held = tuple([pop(key, None) for key in keys])
-        if held.count(member) != len(keys):  # not alone in all of them, as most are
-            self._put_back(member, keys, held)
-
-    def _put_back(
-        self, member: int, keys: tuple[int, ...], popped: tuple[int | set[int] | None, ...]
-    ) -> None:
-        """Put back what the buckets under `keys` held (`popped`, taken out), without `member`."""
-        buckets = self.buckets
-        for key, held in zip(keys, popped, strict=True):
-            if held is None or held == member:
-                continue
-            if isinstance(held, int):
-                buckets[key] = held
+    def _take_out(self, member: int) -> None:
+        for band, key in zip(self._slots, band_values(member), strict=True):
+            held = band[key]
+            if held is None or isinstance(held, int):
+                if held == member:
+                    band[key] = None
             else:
-                held.discard(member)
-                buckets[key] = next(iter(held)) if len(held) == 1 else held
+                band[key] = _without(held, member)
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -387,7 +427,6 @@ class NearDuplicateIndex:
             self.clusters[cluster.seed] = cluster
             for member in map(int, members):
                 if member not in self.seed_of:
-                    keys = self.bands.keys(member)
                     cluster.members.append(member)
-                    self._index(member, cluster.seed, keys)
+                    self._index(member, cluster.seed)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
