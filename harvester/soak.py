@@ -85,6 +85,7 @@ def structures(app: App) -> dict[str, int]:
     if index is not None:
         add("clusters", len(index.clusters))
         add("cluster_posts", sum(len(getattr(c, "recent", ())) for c in index.clusters.values()))
+        add("cluster_members", len(getattr(index, "seed_of", ())))  # fingerprints clusters are found under
     for name in engine.rules:
         for kind, detector in engine.detectors(name).items():
             held: Any = detector
@@ -94,6 +95,8 @@ def structures(app: App) -> dict[str, int]:
             elif kind == "campaign":
                 add("campaign_views", len(held.clusters))
                 add("campaign_authors", sum(len(c.authors) for c in held.clusters.values()))
+                fired = getattr(held, "campaigns", {}).values()
+                add("campaign_fired_accounts", sum(len(c.authors) for c in fired))
     for stream in engine.stream:
         mentions: Any = getattr(stream, "mentions", None)
         if mentions is not None:
