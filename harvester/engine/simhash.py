@@ -34,7 +34,9 @@ _TO_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
 # URLs and @mentions differ between copies of one message (tracking links, reply targets) without
 # changing what it says, so they are dropped; so are punctuation and emoji (everything but \w runs).
 # "RT @user:" prefixes go with the mention.
-_NOISE = re.compile(r"(?:https?://|www\.)\S+|@\w+")
+# (Three alternatives that each start with a literal, not a group: the regex engine then skips, in C,
+# every position that is not an "h", a "w" or an "@", and the substitution takes half the time.)
+_NOISE = re.compile(r"https?://\S+|www\.\S+|@\w+")
 _WORD = re.compile(r"\w+")
 _REPOST = re.compile(r"\s*RT @\w+")
 _ASCII_WORD_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
@@ -62,11 +64,16 @@ def is_repost(text: str) -> bool:
     return "RT @" in text and _REPOST.match(text) is not None  # the substring test is cheaper
 
 
+# Each byte value spread into 8 bytes of 0 or 1, lowest bit first.
+_SPREAD_BYTE = tuple(bytes((value >> bit) & 1 for bit in range(8)) for value in range(256))
+
+
 def _spread_word(word: str) -> int:
     """The word's 64-bit hash with bit i moved to the lowest bit of byte i."""
     # blake2b, not hash(): fingerprints are snapshotted and must mean the same after a restart.
-    digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-    return int.from_bytes(bytes((digest >> i) & 1 for i in range(BITS)), "little")
+    digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+    # Bit i of the little-endian hash is bit i % 8 of its byte i // 8: spread byte by byte.
+    return int.from_bytes(b"".join(map(_SPREAD_BYTE.__getitem__, digest)), "little")
 
 
 class _SpreadCache(dict[str, int]):
