@@ -201,6 +201,17 @@ def test_words_and_fingerprints_match_the_plain_implementations() -> None:
         assert simhash(words(text)) == plain_simhash(words(text)), text
 
 
+def test_words_of_texts_whose_only_non_ascii_characters_are_not_letters_match_too() -> None:
+    # emoji, dashes, quotes and lone surrogates part words; an Arabic-Indic digit, a combining mark
+    # after a letter and a dotted capital I (lowered to two characters) are the pattern's business
+    rng = random.Random(5)
+    symbols = "✨💀🙏🔥—\u2019…“”\u00a0\ud800"
+    for _ in range(2000):
+        alphabet = string.printable + symbols + rng.choice(("", "\u0660", "e\u0301", "\u0130", "ß"))
+        text = "".join(rng.choices(alphabet, k=rng.randrange(1, 100)))
+        assert words(text) == plain_words(text), repr(text)
+
+
 def test_fingerprints_are_the_ones_snapshots_hold() -> None:
     # Computed by the implementation before it was made cheaper: a snapshot taken then must still
     # find its clusters.
