@@ -83,6 +83,28 @@ def test_a_spike_does_not_become_the_new_normal() -> None:
     assert detector.mean < 3.0 * 10  # clipped: far below the spike's ~100 per bucket
 
 
+def test_a_surge_ramping_up_just_after_warm_up_is_judged_against_the_traffic_before_it() -> None:
+    # The README demo at night: 5 s buckets, a rule that gets about one post in two buckets, and a
+    # crisis that arrives while only four buckets have been learned and ramps up over half a minute.
+    # Had each of its buckets been learned as soon as it closed (a fifth of the baseline this early),
+    # mean and variance would have risen with it and the window never reached 4 sigma.
+    config = VolumeSpikeConfig(bucket=5, window_buckets=3, warmup_buckets=4, min_count=10, threshold=4)
+    detector = VolumeSpikeDetector("acme", config)
+    t = T0.timestamp()
+    counts = [0, 1, 0, 1, 0, 2, 1] + [2, 4, 5, 7, 10, 13, 14, 13]  # per 5 s bucket; the surge from 2
+    fired: list[tuple[int, object]] = []
+    n = 0
+    for bucket, count in enumerate(counts):
+        for k in range(count):
+            n += 1
+            ts = t + bucket * 5 + 5 * (k + 0.5) / count
+            post = make_post(n, "acme", at=T0 + timedelta(seconds=ts - t))
+            fired += [(bucket, signal) for signal in detector.observe(Observation(ts, post, 0.0))]
+    assert fired, "the surge was never signalled"
+    assert fired[0][0] <= 10  # within the surge's fourth bucket: 20 s after it began
+    assert detector.baseline.mean > detector.mean  # the window's buckets are learned, not judged against
+
+
 def test_warmup_suppresses_early_alarms() -> None:
     rng = random.Random(1)
     detector = VolumeSpikeDetector("acme", SPIKE)
@@ -98,6 +120,7 @@ def test_snapshot_restore_keeps_baseline_and_ignores_downtime() -> None:
     restored = VolumeSpikeDetector("acme", SPIKE)
     restored.restore(state)
     assert restored.mean == detector.mean and restored.closed == detector.closed
+    assert restored.baseline.mean == detector.baseline.mean
     # Down for an hour: the gap must not be learned as an hour of silence.
     later = t + 600 + 3600
     assert feed(restored, later, 120, 2.0, rng, 50_000) == []

@@ -11,6 +11,7 @@ Poisson floor on the variance so that quiet rules do not alarm on a handful of p
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,6 +96,13 @@ class VolumeSpikeDetector(RuleDetector):
             config.bucket, config.window_buckets, _Bucket, lateness
         )
         self.baseline = EwmaBaseline(config.half_life_buckets)
+        # The baseline's (mean, var) as they were before each closed bucket still in the window was
+        # learned, oldest first: the window is judged, and a closing bucket clipped, against what came
+        # before the window. Judged against a baseline that had learned the window's own first
+        # buckets, a surge that ramps up over a few buckets raised its own bar, most of all early on,
+        # when each learned bucket weighs a fifth or more: the README demo at night, 2 posts a
+        # bucket rising to 14, never reached 4 sigma.
+        self._before: deque[tuple[float, float]] = deque(maxlen=max(config.window_buckets - 1, 1))
         self.window_count = 0  # sum of the window's bucket counts, kept up to date
         self.cooldown_until = float("-inf")
         # After a restore, the time the daemon was down is unknown traffic, not zero traffic.
@@ -102,7 +110,12 @@ class VolumeSpikeDetector(RuleDetector):
 
     @property
     def mean(self) -> float:
-        return self.baseline.mean
+        """The usual count per bucket the window is judged against (learned before the window)."""
+        return self._before[0][0] if self._before else self.baseline.mean
+
+    @property
+    def var(self) -> float:
+        return self._before[0][1] if self._before else self.baseline.var
 
     @property
     def closed(self) -> int:
@@ -118,7 +131,10 @@ class VolumeSpikeDetector(RuleDetector):
         base = self.baseline
         ceiling = None
         if base.n >= self.config.warmup_buckets:
-            ceiling = base.mean + self.config.threshold * math.sqrt(max(base.var, base.mean, 1.0))
+            mean = self.mean
+            ceiling = mean + self.config.threshold * math.sqrt(max(self.var, mean, 1.0))
+        if self.config.window_buckets > 1:
+            self._before.append((base.mean, base.var))
         base.learn(count, clip_above=ceiling)
 
     def advance(self, ts: float) -> list[Signal]:
@@ -135,6 +151,7 @@ class VolumeSpikeDetector(RuleDetector):
             window.start(window.index_of(ts))
             window.newest = ts
             self.window_count = 0
+            self._before.clear()  # the window starts afresh: judged against the whole baseline
         else:
             closed = window.advance(ts)
             if closed:
@@ -191,9 +208,7 @@ class VolumeSpikeDetector(RuleDetector):
         cfg = self.config
         observed = self.window_count
         # Cheap exits first: most posts of most rules are nowhere near a spike.
-        if observed < cfg.min_count or observed < cfg.min_ratio * self.baseline.mean * (
-            cfg.window_buckets - 0.95
-        ):
+        if observed < cfg.min_count or observed < cfg.min_ratio * self.mean * (cfg.window_buckets - 0.95):
             return None
         if self.closed < cfg.warmup_buckets or ts < self.cooldown_until or not self.buckets:
             return None
@@ -204,7 +219,7 @@ class VolumeSpikeDetector(RuleDetector):
         expected = self.mean * span
         if observed < cfg.min_ratio * expected:
             return None
-        spread = math.sqrt(max(self.baseline.var, self.mean, 0.25) * span)
+        spread = math.sqrt(max(self.var, self.mean, 0.25) * span)
         z = (observed - expected) / spread
         if z < cfg.threshold:
             return None
@@ -271,6 +286,7 @@ class VolumeSpikeDetector(RuleDetector):
             "baseline": self.baseline.snapshot(),
             "cooldown_until": self.cooldown_until if math.isfinite(self.cooldown_until) else None,
             "buckets": [[b.index, b.count] for b in self.buckets],
+            "before": [list(state) for state in self._before],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -279,4 +295,6 @@ class VolumeSpikeDetector(RuleDetector):
         self.cooldown_until = float(until) if until is not None else float("-inf")
         self.window.buckets = [_Bucket(int(index), int(count)) for index, count in state["buckets"]]
         self.window_count = sum(b.count for b in self.buckets)
+        self._before.clear()
+        self._before.extend((float(mean), float(var)) for mean, var in state.get("before", []))
         self._resumed = True
