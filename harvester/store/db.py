@@ -198,6 +198,11 @@ class Store:
             raise
         return cls(db, path, reader)
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (readers that outlive the daemon's run stop asking then)."""
+        return self._closed
+
     async def close(self) -> None:
         """Close both connections after the operations already queued have finished. Idempotent."""
         if self._closed:

@@ -117,10 +117,14 @@ class Feed:
                 await asyncio.sleep(self.interval)
         while True:
             await asyncio.sleep(self.interval)
+            store = self.app.store
+            if store is not None and store.closed:
+                continue  # the daemon is stopping: the web server outlives the store by a moment
             try:
                 await self.tick()
             except Exception as exc:  # the feed must outlive a locked or closing store
-                log.warning("web feed could not read the store", error=str(exc))
+                if store is None or not store.closed:
+                    log.warning("web feed could not read the store", error=str(exc))
 
     async def _start(self) -> None:
         store = self.app.store
