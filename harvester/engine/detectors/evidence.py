@@ -65,9 +65,13 @@ class DistinctCount:
                 self.names, self.saturated = None, True
             return
         kept = self.smallest
-        # Only a hash below the largest kept can enter (filtered in C: nearly every post of a busy
-        # bucket costs one comparison).
-        for value in filter(kept[-1].__gt__, map(hash, values)):
+        # Only a hash below the largest kept can enter, and for nearly every batch of a busy bucket
+        # none is: one pass in C (`min`) settles that, about a fifth of filtering them one by one.
+        hashes = list(map(hash, values))
+        bound = kept[-1]
+        if not hashes or min(hashes) >= bound:
+            return
+        for value in filter(bound.__gt__, hashes):
             # (Checked again: the bound is the largest kept when the batch began, and may have gone.)
             at = bisect_left(kept, value)
             if at < len(kept) and kept[at] != value:  # below the largest, and not seen before
