@@ -124,7 +124,7 @@ class Tally:
     def add_many(self, batch: Sequence[Observation], keep_examples: int) -> None:
         """Count `batch` (oldest first) in: the sample keeps the newest posts, the heap the most engaged."""
         sample = self.sample
-        sample.extend([obs.term_source for obs in batch])
+        sample.extend([obs.term_source for obs in batch[-SAMPLE_SIZE:]])  # older ones would go at once
         if len(sample) > SAMPLE_SIZE:
             del sample[: len(sample) - SAMPLE_SIZE]
         self.seen += len(batch)
