@@ -29,6 +29,7 @@ from harvester.engine import Engine
 from harvester.engine.sentiment_pool import SentimentPool, default_workers
 from harvester.errors import StoreError
 from harvester.health import HealthRegistry, SourceState
+from harvester.malloc import pin_mmap_threshold
 from harvester.metrics import Metrics
 from harvester.models import Severity, Signal
 from harvester.pipeline import LatencyHook, Processor, drain, tuned_gc
@@ -125,6 +126,8 @@ class App:
 
     async def _run_daemon(self) -> None:
         cfg = self.config
+        # Before the first big table: glibc would otherwise keep freed big blocks in its heap.
+        pin_mmap_threshold()
         store = self.store = await Store.open(cfg.db_path)
         workers = cfg.engine.sentiment_workers
         self.sentiment = SentimentPool(
