@@ -77,28 +77,22 @@ class _RuleState:
     """One rule's detectors, with the settings each was built from (to keep them on reload), and
     the posts waiting for its batched detectors."""
 
-    __slots__ = ("all", "at_once", "batched", "campaign", "detectors", "pending", "queued", "unbatched")
+    __slots__ = ("all", "at_once", "batched", "detectors", "pending", "queued")
 
     def __init__(self) -> None:
         self.detectors: dict[str, tuple[BaseModel, RuleDetector]] = {}
         self.all: tuple[RuleDetector, ...] = ()
         # Built once, walked for every matched post: the detectors that see each post as it comes
-        # (viral growth: it follows posts, not windows), the campaign detector (asked first whether
-        # it has anything to do: for nearly every post it has not) and the batched ones.
+        # (viral growth, campaigns: they follow posts, not windows) and the batched ones.
         self.at_once: tuple[RuleDetector, ...] = ()
-        self.campaign: CampaignDetector | None = None
         self.batched: tuple[RuleDetector, ...] = ()
-        self.unbatched: tuple[RuleDetector, ...] = ()  # all but the batched ones
         self.pending: list[Observation] = []
         self.queued = False  # listed in `Engine._waiting`
 
     def seal(self) -> _RuleState:
         self.all = tuple(detector for _, detector in self.detectors.values())
-        campaigns = [d for d in self.all if type(d) is CampaignDetector]
-        self.campaign = campaigns[0] if campaigns else None
-        self.at_once = tuple(d for d in self.all if not d.batched and d is not self.campaign)
+        self.at_once = tuple(d for d in self.all if not d.batched)
         self.batched = tuple(d for d in self.all if d.batched)
-        self.unbatched = tuple(d for d in self.all if not d.batched)
         return self
 
 
@@ -227,11 +221,6 @@ class Engine:
                 fired = detector.observe(obs)
                 if fired:
                     signals += self._with_composites(state, fired)
-            campaign = state.campaign
-            if campaign is not None and not campaign.idle_for(obs):
-                fired = campaign.observe(obs)
-                if fired:
-                    signals += self._with_composites(state, fired)
             if state.batched:
                 pending = state.pending
                 if pending and now < pending[-1].ts:
@@ -333,7 +322,7 @@ class Engine:
             fired: list[Signal] = []
             # A rule with posts still pending is not quiet, and its window detectors must see those
             # posts before time moves past them: they catch up when the batch is handed over.
-            for detector in state.unbatched if state.pending else state.all:
+            for detector in state.at_once if state.pending else state.all:
                 fired += detector.advance(now)
             signals += self._with_composites(state, fired)
         return signals

@@ -228,24 +228,6 @@ class CampaignDetector(RuleDetector):
             signals.append(signal)
         return signals
 
-    def idle_for(self, obs: Observation) -> bool:
-        """Whether `observe(obs)` would do nothing but note the post's time, as for nearly every post:
-        no cluster, or one with fewer posts than the rule needs accounts and no view of it, and
-        nothing due (no view idle for a window, no held cluster whose gap is over). The time is
-        noted here, so when this is True the engine may skip `observe` and the rule's state is as if
-        it had been called; when False, `observe` must follow. (Never True for a detector with its
-        own index: its `observe` places the post.)"""
-        ts = obs.ts
-        now = self.now
-        if ts > now:
-            self.now = now = ts
-        if self.own_index is not None:
-            return False
-        if now - self._window > self._oldest_seen or (self.waiting and now >= self.quiet_until):
-            return False
-        shared = obs.cluster
-        return shared is None or (shared.posts < self._min_accounts and shared.seed not in self.clusters)
-
     def _count(self, obs: Observation, shared: NearDuplicates, cluster: _Cluster | None) -> Signal | None:
         """Count a post of a shared cluster this rule has a view of, or that just grew big enough."""
         cfg, ts = self.config, obs.ts
