@@ -7,7 +7,6 @@ import asyncio
 import random
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +19,14 @@ from harvester.clock import ManualClock
 from harvester.config.schema import AlertsConfig
 from harvester.errors import StoreError
 from harvester.metrics import Metrics
-from harvester.models import Alert, Severity, Signal
+from harvester.models import Alert
 from harvester.store import Store
+from tests.alert_samples import make_signal
 from tests.fake_sink_servers import FakeHttpServer, Recorded
 from tests.helpers import T0, FakeSleep
 
 # The store's writes give up on a lock this fast, so a refused mark costs the test little time.
 BUSY_TIMEOUT = 0.2
-
-
-def make_signal(n: int) -> Signal:
-    start = T0 + timedelta(minutes=n)
-    return Signal(
-        id=Signal.make_id("acme", "volume_spike", start),
-        rule="acme",
-        kind="volume_spike",
-        severity=Severity.HIGH,
-        at=start,
-        window_start=start,
-        window_end=start,
-        observed=50,
-        baseline=5,
-        score=9,
-        summary=f"spike {n}",
-    )
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ class VolumeSpikeDetector(RuleDetector):
         # buckets, a surge that ramps up over a few buckets raised its own bar, most of all early on,
         # when each learned bucket weighs a fifth or more: the README demo at night, 2 posts a
         # bucket rising to 14, never reached 4 sigma.
-        self._before: deque[tuple[float, float]] = deque(maxlen=max(config.window_buckets - 1, 1))
+        self._before: deque[tuple[float, float]] = deque(maxlen=config.window_buckets - 1)
         self.window_count = 0  # sum of the window's bucket counts, kept up to date
         self.cooldown_until = float("-inf")
         # After a restore, the time the daemon was down is unknown traffic, not zero traffic.
@@ -133,8 +133,7 @@ class VolumeSpikeDetector(RuleDetector):
         if base.n >= self.config.warmup_buckets:
             mean = self.mean
             ceiling = mean + self.config.threshold * math.sqrt(max(self.var, mean, 1.0))
-        if self.config.window_buckets > 1:
-            self._before.append((base.mean, base.var))
+        self._before.append((base.mean, base.var))  # (a one-bucket window keeps none)
         base.learn(count, clip_above=ceiling)
 
     def advance(self, ts: float) -> list[Signal]:
