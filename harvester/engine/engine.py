@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from harvester.config.schema import EngineConfig, RuleConfig
 from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
+from harvester.engine.detectors.batch import Batch
 from harvester.engine.detectors.campaign import CampaignDetector, index_for
 from harvester.engine.detectors.cashtags import NewCashtagDetector
 from harvester.engine.detectors.crisis import CrisisDetector
@@ -88,7 +89,7 @@ class _RuleState:
         # (viral growth, campaigns: they follow posts, not windows) and the batched ones.
         self.at_once: tuple[RuleDetector, ...] = ()
         self.batched: tuple[RuleDetector, ...] = ()
-        self.pending: list[Observation] = []
+        self.pending = Batch()
         self.queued = False  # listed in `Engine._waiting`
 
     def seal(self) -> _RuleState:
@@ -242,7 +243,7 @@ class Engine:
         batch = state.pending
         if not batch:
             return []
-        state.pending = []
+        state.pending = Batch()
         signals: list[Signal] = []
         for detector in state.batched:
             fired = detector.observe_many(batch)

@@ -36,6 +36,7 @@ from harvester.engine.detectors.base import (
     at,
     shared_vocabulary,
 )
+from harvester.engine.detectors.batch import facts_of
 from harvester.engine.detectors.evidence import DistinctCount, Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, bucket_runs
 from harvester.models import Severity, Signal
@@ -188,27 +189,20 @@ class CrisisDetector(RuleDetector):
         return signals
 
     def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> None:
-        # One plain loop (see `SentimentShiftDetector._fold`).
-        scored, total = 0, 0.0
-        authors: list[str] = []
+        facts = facts_of(run)  # summed once for the rule's window detectors
         with_terms: list[Observation] = []
         vocabulary = self.crisis_terms
         counts = bucket.crisis_terms
         for obs in run:
-            authors.append(obs.post.author)
-            sentiment = obs.sentiment
-            if sentiment is not None:
-                scored += 1
-                total += sentiment
             found = obs.found(vocabulary)  # worked out once per post for every rule it matched
             if found:
                 with_terms.append(obs)
                 for term in found:
                     counts[term] = counts.get(term, 0) + 1
         bucket.posts += len(run)
-        bucket.scored += scored
-        bucket.sentiment_sum += total
-        bucket.authors.add_many(authors)
+        bucket.scored += facts.scored
+        bucket.sentiment_sum += facts.total
+        bucket.authors.add_names(facts.authors)
         if with_terms:
             bucket.crisis_posts += len(with_terms)
             bucket.evidence.add_many(with_terms, self.examples)

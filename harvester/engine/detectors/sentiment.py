@@ -46,6 +46,7 @@ from typing import Any, Final
 
 from harvester.config.detectors import SentimentShiftConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, Throttle, at
+from harvester.engine.detectors.batch import NEUTRAL_BAND, facts_of
 from harvester.engine.detectors.evidence import DistinctCount, Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline, bucket_runs
 from harvester.models import Severity, Signal
@@ -53,8 +54,6 @@ from harvester.models import Severity, Signal
 DROP: Final = "sentiment_drop"
 SURGE: Final = "sentiment_surge"
 
-# VADER's own convention: a compound score within +/-0.05 is neutral.
-NEUTRAL_BAND = 0.05
 # Per-post spread floor (VADER compound). Real streams spread around 0.4; a rule whose history is
 # constant (all neutral, e.g. a language VADER does not read) would otherwise make any wobble "z = inf".
 SPREAD_FLOOR = 0.25
@@ -264,37 +263,22 @@ class SentimentShiftDetector(RuleDetector):
         return signals
 
     def _fold(self, bucket: _Bucket, run: Sequence[Observation]) -> int:
-        """Add a run's scored posts to `bucket`; returns how many there were. One plain loop: for
-        the few posts of a typical run, a third of the cost of a comprehension per figure."""
-        n, total, squares = 0, 0.0, 0.0
-        authors: list[str] = []
-        negative: list[Observation] = []
-        positive: list[Observation] = []
-        for obs in run:
-            score = obs.sentiment
-            if score is None:
-                continue
-            n += 1
-            total += score
-            squares += score * score
-            authors.append(obs.post.author)
-            # Evidence by side: a drop is explained by its negative posts, a surge by its positive ones.
-            if score <= -NEUTRAL_BAND:
-                negative.append(obs)
-            elif score >= NEUTRAL_BAND:
-                positive.append(obs)
+        """Add a run's scored posts to `bucket`; returns how many there were."""
+        facts = facts_of(run)  # summed once for the rule's window detectors
+        n = facts.scored
         if not n:
             return 0
         bucket.n += n
-        bucket.total += total
-        bucket.squares += squares
-        bucket.authors.add_many(authors)
-        if negative:
-            bucket.negative_posts += len(negative)
-            bucket.negative.add_many(negative, self.examples)
-        if positive:
-            bucket.positive_posts += len(positive)
-            bucket.positive.add_many(positive, self.examples)
+        bucket.total += facts.total
+        bucket.squares += facts.squares
+        bucket.authors.add_names(facts.scored_authors)
+        # Evidence by side: a drop is explained by its negative posts, a surge by its positive ones.
+        if facts.negative:
+            bucket.negative_posts += len(facts.negative)
+            bucket.negative.add_many(facts.negative, self.examples)
+        if facts.positive:
+            bucket.positive_posts += len(facts.positive)
+            bucket.positive.add_many(facts.positive, self.examples)
         return n
 
     # -- the test ----------------------------------------------------------------------------------
