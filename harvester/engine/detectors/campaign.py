@@ -15,7 +15,8 @@ posts all the time, and a view dropped and opened again recounts the cluster's r
 view remembers at most `4 x min_accounts` accounts: from there on the severity cannot rise any more
 (`_severity`), and the campaign fired long before. Each account costs one small value, its last time
 and its followers in one `complex` (see `_Cluster.authors`). A rule remembers the accounts of at most
-`_MAX_CAMPAIGNS` fired campaigns, at most `16 x min_accounts` each.
+`_MAX_CAMPAIGNS` fired campaigns, at most `16 x min_accounts` each, in a filter of a fixed size
+(`_Accounts`).
 
 What is not a campaign:
 - reposts ("RT @user: ..."): many accounts repeating one post is that post going viral, which the
@@ -31,9 +32,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from base64 import b64decode, b64encode
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from itertools import pairwise
 from typing import Any
 
@@ -55,6 +58,10 @@ _ACCOUNTS_PER_LEVEL = 4  # accounts a view remembers, per `min_accounts`: the to
 # a bigger one is still recognised by its clusters' seeds.
 _CAMPAIGN_ACCOUNTS_PER_LEVEL = 16
 _MAX_AUTHORS = 1000
+# The fired campaigns' account filters (`_Accounts`): bits per account remembered, a power of two.
+_FILTER_BITS_PER_ACCOUNT = 32
+_MIN_FILTER_BITS = 1024
+_FILTER_SIZES = frozenset(1 << n for n in range(10, 17))  # probes are 16 bits: at most 65,536
 _MAX_CAMPAIGNS = 16  # campaigns remembered (while their cooldown runs) to keep their other clusters quiet
 _LOW_FOLLOWERS = 100  # an account this small is cheap to create in bulk
 _EXAMPLE_AUTHORS = 10
@@ -134,7 +141,9 @@ class _Cluster:
 
     def row(self) -> list[Any]:
         """A compact, JSON-ready form for the snapshot."""
-        authors = [[a, entry.real, _followers(entry)] for a, entry in self.authors.items()]
+        # Tuples (one object; JSON writes them as lists): a snapshot lists every account of every
+        # view at once, tens of thousands of them, and a list is two blocks.
+        authors = [(a, entry.real, _followers(entry)) for a, entry in self.authors.items()]
         return [
             self.seed, self.text, self.first_seen, self.last_seen, self.posts, self.reacts_to,
             self.fired_rank, finite(self.cooldown_until), self.campaign, authors,
@@ -157,6 +166,65 @@ class _Cluster:
         return cluster
 
 
+class _Accounts:
+    """The accounts a fired campaign has seen, as a Bloom filter of a fixed size, allocated whole
+    when the campaign fires: what a long run holds is then reached at once, instead of a set filling
+    to `limit` names over the campaign's cooldown (half an hour, a million posts at a busy rate),
+    and a snapshot saves it as one string rather than a list of names.
+
+    `len` counts the accounts added (up to `limit`); `in` may say yes for an account never added,
+    with a chance under 1 in 5,000 once `limit` are in (32 bits an account or more, four probes),
+    which only matters to the "half of a cluster's accounts already counted" test. The probes come from
+    blake2b of the name, so a snapshot reads the same in another process (`hash` of a str is
+    salted per process)."""
+
+    __slots__ = ("bits", "count", "limit", "mask")
+
+    def __init__(self, limit: int, bits: bytes | None = None, count: int = 0) -> None:
+        if bits is not None and len(bits) * 8 in _FILTER_SIZES:
+            self.bits = bytearray(bits)  # as saved (its size, even if `limit` changed since)
+            self.count = count
+        else:
+            size = max(_MIN_FILTER_BITS, 1 << (_FILTER_BITS_PER_ACCOUNT * limit - 1).bit_length())
+            self.bits = bytearray(size // 8)
+            self.count = 0
+        self.mask = len(self.bits) * 8 - 1
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _probes(self, name: str) -> tuple[int, int, int, int]:
+        h = int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "little")
+        mask = self.mask
+        return h & mask, (h >> 16) & mask, (h >> 32) & mask, (h >> 48) & mask
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        bits = self.bits
+        return all(bits[p >> 3] >> (p & 7) & 1 for p in self._probes(name))
+
+    def add(self, name: str) -> None:
+        bits = self.bits
+        new = False
+        for p in self._probes(name):
+            byte, bit = p >> 3, 1 << (p & 7)
+            held = bits[byte]
+            if not held & bit:
+                bits[byte] = held | bit
+                new = True
+        if new:  # (an account whose four bits were all set already counts as known: see `in`)
+            self.count += 1
+
+    def known(self, names: Iterable[str]) -> int:
+        """How many of `names` (each once) were added, give or take a false positive."""
+        return sum(1 for name in names if name in self)
+
+    def saved(self) -> str:
+        return b64encode(self.bits).decode("ascii")
+
+
 @dataclass(slots=True)
 class _Campaign:
     """A campaign that fired: its accounts (from all of its clusters, as they keep posting) and how
@@ -164,14 +232,14 @@ class _Campaign:
 
     seed: int
     until: float
-    authors: set[str]
-    limit: int  # accounts remembered at most
+    authors: _Accounts  # at most `authors.limit` remembered
 
     def enlist(self, authors: Iterable[str]) -> None:
+        accounts = self.authors
         for author in authors:
-            if len(self.authors) >= self.limit:
+            if accounts.count >= accounts.limit:
                 return
-            self.authors.add(author)
+            accounts.add(author)
 
 
 class CampaignDetector(RuleDetector):
@@ -356,8 +424,7 @@ class CampaignDetector(RuleDetector):
             near = distance(cluster.seed, campaign.seed) <= 2 * self.config.max_distance
             # (The shared accounts are counted only when there could be enough of them.)
             if near or (
-                2 * len(campaign.authors) >= len(names)
-                and 2 * len(campaign.authors.intersection(names)) >= len(names)
+                2 * len(campaign.authors) >= len(names) and 2 * campaign.authors.known(names) >= len(names)
             ):
                 cluster.campaign = campaign.seed
                 cluster.fired_rank = Severity.HIGH.rank  # covered: no escalation of a duplicate either
@@ -371,7 +438,7 @@ class CampaignDetector(RuleDetector):
     ) -> None:
         live = [c for c in self.campaigns.values() if c.until > ts and c.seed != cluster.seed]
         self.campaigns = {c.seed: c for c in live[-(_MAX_CAMPAIGNS - 1) :]}
-        campaign = _Campaign(cluster.seed, ts + self.cooldown, set(), self._campaign_accounts)
+        campaign = _Campaign(cluster.seed, ts + self.cooldown, _Accounts(self._campaign_accounts))
         campaign.enlist(author for author, _ in accounts)
         self.campaigns[cluster.seed] = campaign
         cluster.campaign = cluster.seed
@@ -437,7 +504,7 @@ class CampaignDetector(RuleDetector):
         """Views with at least two accounts or a signal behind them, the campaigns that fired, and the
         rule-wide gap. (The shared clusters are saved by the engine, with its index.)"""
         clusters = [c.row() for c in self.clusters.values() if len(c.authors) >= 2 or c.fired_rank >= 0]
-        campaigns = [[c.seed, c.until, sorted(c.authors)] for c in self.campaigns.values()]
+        campaigns = [[c.seed, c.until, c.authors.saved(), c.authors.count] for c in self.campaigns.values()]
         return {"clusters": clusters, "campaigns": campaigns, "quiet_until": finite(self.quiet_until)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -446,14 +513,25 @@ class CampaignDetector(RuleDetector):
         for row in state.get("clusters", []):
             cluster = _Cluster.from_row(row)
             self.clusters[cluster.seed] = cluster
-        self.campaigns = {
-            int(seed): _Campaign(int(seed), float(until), set(authors), self._campaign_accounts)
-            for seed, until, authors in state.get("campaigns", [])
-        }
+        self.campaigns = {}
+        for seed, until, *accounts in state.get("campaigns", []):
+            self.campaigns[int(seed)] = _Campaign(int(seed), float(until), self._accounts(accounts))
         quiet = state.get("quiet_until")
         self.quiet_until = -math.inf if quiet is None else float(quiet)
         self.now = max((c.last_seen for c in self.clusters.values()), default=-math.inf)
         self._note_oldest()
+
+    def _accounts(self, saved: list[Any]) -> _Accounts:
+        """A fired campaign's accounts from its snapshot row: the filter and its count, or (a snapshot
+        taken before the filter) the names."""
+        if len(saved) == 2 and isinstance(saved[0], str):
+            bits, count = saved
+            return _Accounts(self._campaign_accounts, b64decode(bits), int(count))
+        accounts = _Accounts(self._campaign_accounts)
+        for name in saved[0] if saved else ():
+            if accounts.count < accounts.limit:
+                accounts.add(str(name))
+        return accounts
 
 
 def _followers(entry: complex) -> int | None:
