@@ -225,6 +225,120 @@ _FOREIGN: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         """),
     ),
 )
+# Who, when and where: everyday posts of different people differ in such details even when they
+# say the same thing ("Missed my train again"), so unrelated accounts do not write near-identical
+# posts by chance. Without them, at a busy stream's rate, a few thousand distinct everyday texts
+# repeated often enough within ten minutes to look like coordinated campaigns from many accounts:
+# the campaign detector fired on ordinary chatter. Three picks from pools of 16 to 18 give about
+# 5,000 combinations per language; the words are neutral to VADER, so sentiment is unchanged.
+_DETAILS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "en": (
+        _lines("""
+            This morning
+            After work
+            Around noon
+            Last night
+            On my lunch break
+            Before the school run
+            At 2am
+            On Sunday
+            Yesterday evening
+            Right after the meeting
+            On the way home
+            First thing today
+            At the weekend
+            Late tonight
+            Over breakfast
+            This afternoon
+            On my day off
+            Just now
+        """),
+        _lines("""
+            with my sister
+            with Sam
+            with the kids
+            with my roommate
+            with Priya
+            with grandma
+            with the neighbours
+            with Marco
+            with two people from work
+            with my partner
+            with Aiko
+            with the team
+            with my brother
+            with Jess and Tom
+            with my dad
+            with Olu
+            with the dog
+        """),
+        _lines("""
+            downtown
+            near the station
+            at the mill
+            on Elm Street
+            by the river
+            in the city centre
+            at my cousin's place
+            in the suburbs
+            near campus
+            at the harbour
+            on the high street
+            in the park
+            at the mall
+            out by the airport
+            in Leeds
+            in Austin
+            in Lyon
+            near the stadium
+        """),
+    ),
+    "es": (
+        ("Esta mañana", "Anoche", "Después del trabajo", "El domingo", "Al mediodía", "Hoy temprano",
+         "Ayer por la tarde", "De camino a casa", "En el almuerzo", "Este finde", "A las dos",
+         "Antes de cenar", "Por la noche", "Hace un rato", "En mi día libre", "Tras la reunión"),
+        ("con mi hermana", "con Lucía", "con los niños", "con mi pareja", "con Javi", "con mis padres",
+         "con la vecina", "con dos amigos", "con el equipo", "con mi primo", "con Marta", "con mi abuela",
+         "con Diego", "con los compañeros", "con mi tío", "con Sofía"),
+        ("en el centro", "en Valencia", "cerca de la estación", "en el parque", "en casa de mi prima",
+         "en el barrio", "junto al río", "en Sevilla", "en la playa", "en el mercado", "en Bilbao",
+         "cerca del campus", "en la plaza", "en el puerto", "en Granada", "en la oficina"),
+    ),
+    "de": (
+        ("Heute früh", "Gestern Abend", "Nach der Arbeit", "Am Sonntag", "Mittags", "Vorhin",
+         "Am Wochenende", "Auf dem Heimweg", "In der Mittagspause", "Spät am Abend", "Um zwei Uhr",
+         "Vor dem Frühstück", "Heute Nachmittag", "Am freien Tag", "Nach dem Meeting", "Gerade eben"),
+        ("mit meiner Schwester", "mit Jonas", "mit den Kindern", "mit meinem Partner", "mit Lena",
+         "mit meinen Eltern", "mit den Nachbarn", "mit zwei Freunden", "mit dem Team", "mit meinem Cousin",
+         "mit Anna", "mit Oma", "mit Felix", "mit den Kollegen", "mit meinem Onkel", "mit Clara"),
+        ("in der Stadt", "in Hamburg", "am Bahnhof", "im Park", "bei meiner Cousine", "im Viertel",
+         "am Fluss", "in Köln", "am See", "auf dem Markt", "in Leipzig", "an der Uni", "am Marktplatz",
+         "am Hafen", "in Dresden", "im Büro"),
+    ),
+    "pt": (
+        ("Hoje cedo", "Ontem à noite", "Depois do trabalho", "Domingo", "Na hora do almoço", "Agora há pouco",
+         "Neste fim de semana", "A caminho de casa", "De manhã", "Tarde da noite", "Às duas",
+         "Antes do jantar", "Hoje à tarde", "Em meu dia de folga", "Depois da reunião", "Logo cedo"),
+        ("com minha irmã", "com o João", "com as crianças", "com meu namorado", "com a Bia", "com meus pais",
+         "com a vizinha", "com dois amigos", "com o time", "com meu primo", "com a Carol", "com minha avó",
+         "com o Pedro", "com os colegas", "com meu tio", "com a Luísa"),
+        ("pelo centro", "em Recife", "perto da estação", "pelo parque", "na casa da minha prima",
+         "pelo bairro", "perto do rio", "em Curitiba", "na praia", "na feira", "em Salvador",
+         "perto da faculdade", "na praça", "perto do porto", "em Belém", "pelo escritório"),
+    ),
+    "fr": (
+        ("Ce matin", "Hier soir", "Après le boulot", "Dimanche", "À midi", "En fin de journée",
+         "Ce week-end", "En rentrant", "Pendant la pause", "Vers minuit", "À deux heures",
+         "Avant le dîner", "Cet après-midi", "Pendant mon jour de congé", "Après la réunion", "Tôt ce matin"),
+        ("avec ma sœur", "avec Hugo", "avec les enfants", "avec mon copain", "avec Chloé", "avec mes parents",
+         "avec la voisine", "avec deux amis", "avec l'équipe", "avec mon cousin", "avec Léa", "avec mamie",
+         "avec Louis", "avec les collègues", "avec mon oncle", "avec Inès"),
+        ("en ville", "à Lyon", "près de la gare", "au parc", "chez ma cousine", "dans le quartier",
+         "au bord de la Seine", "à Nantes", "à la plage", "au marché", "à Lille", "près de la fac",
+         "sur la place", "au port", "à Bordeaux", "au bureau"),
+    ),
+}  # fmt: skip
+
 _EMOJI = _words("😂 ❤️ 🔥 😭 🙄 👍 ☕ 🎉 😅 🙏 💀 ✨ 😍 🤔")
 
 _TICKER_ANY = _sentences("""
@@ -1056,11 +1170,26 @@ class StreamGenerator:
             seq, self.any_author(), text, category, created_at=created_at, received_at=received_at, lang=lang
         )
 
+    def _details(self, lang: str) -> str:
+        """Who, when and where, as a short sentence of its own (see `_DETAILS`)."""
+        random_ = self.random
+        when, company, place = _DETAILS[lang]
+        return (
+            when[int(random_() * len(when))]
+            + " "
+            + company[int(random_() * len(company))]
+            + " "
+            + place[int(random_() * len(place))]
+            + "."
+        )
+
     def _foreign_text(self) -> tuple[str, str]:
         random_ = self.random
         lang, sentences, tails = _FOREIGN[int(random_() * len(_FOREIGN))]
         return lang, (
             sentences[int(random_() * len(sentences))]
+            + " "
+            + self._details(lang)
             + " "
             + tails[int(random_() * len(tails))]
             + self._foreign_endings[int(random_() * _DECOR_TABLE)]
@@ -1077,6 +1206,8 @@ class StreamGenerator:
             self._mentions[int(random_() * _MENTION_TABLE)]
             + text
             + " "
+            + self._details("en")
+            + " "
             + _CHATTER_TAILS[int(random_() * len(_CHATTER_TAILS))]
             + self._chatter_endings[int(random_() * _DECOR_TABLE)]
         )
@@ -1086,6 +1217,8 @@ class StreamGenerator:
         return (
             self._mentions[int(random_() * _MENTION_TABLE)]
             + topic.sentences[int(random_() * len(topic.sentences))]
+            + " "
+            + self._details("en")
             + " "
             + topic.tails[int(random_() * len(topic.tails))]
             + topic.endings[int(random_() * _DECOR_TABLE)]
