@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors.base import Observation
-from harvester.engine.detectors.campaign import CampaignDetector, _Accounts
+from harvester.engine.detectors.campaign import CampaignDetector, _account_hash, _Accounts
 from harvester.models import Post, Signal
 from tests.helpers import T0, make_post
 
@@ -28,6 +28,10 @@ OTHER = "Share this before they delete it: Acme Air hides engine failures from e
 
 def post(n: int, text: str, author: str, ts: float) -> Post:
     return make_post(n, text, at=T0 + timedelta(seconds=ts - START), author=author)
+
+
+def half_known(accounts: _Accounts, names: list[str]) -> bool:
+    return accounts.knows_half([_account_hash(name) for name in names])
 
 
 def wave(det: CampaignDetector, text: str, start: float, accounts: int, first: int = 0) -> list[Signal]:
@@ -56,7 +60,13 @@ def test_the_filter_knows_what_it_was_given_and_rarely_what_it_was_not() -> None
     for name in names:
         accounts.add(name)
     assert len(accounts) == 240 and all(name in accounts for name in names)
-    assert accounts.known(names) == 240
+    assert half_known(accounts, names)
+    strangers = [f"stranger_{n}" for n in range(30)]
+    assert half_known(accounts, names[:15] + strangers[:15])
+    assert half_known(accounts, names[:15] + strangers[:14])
+    assert not half_known(accounts, names[:14] + strangers[:15]) and not half_known(accounts, strangers)
+    assert not half_known(accounts, strangers[:15] + names[:14])  # (the order does not matter)
+    assert half_known(accounts, strangers[:15] + names[:15])
     others = [f"someone_else_{n}" for n in range(20_000)]
     false = sum(1 for name in others if name in accounts)
     assert false <= 10  # about 1 in 5,000 expected (four probes, 34 bits an account here)
@@ -67,7 +77,7 @@ def test_the_filter_knows_what_it_was_given_and_rarely_what_it_was_not() -> None
 def test_the_probes_do_not_depend_on_the_process() -> None:
     # blake2b of the name, not the salted str hash: pinned, so a snapshot taken by another process
     # (another PYTHONHASHSEED) finds the same bits.
-    assert _Accounts(15)._probes("bot1") == (373, 890, 527, 825)
+    assert _Accounts(15)._probes(_account_hash("bot1")) == (373, 890, 527, 825)
 
 
 def test_a_restarted_detector_still_knows_the_campaigns_accounts() -> None:

@@ -39,7 +39,7 @@ def test_a_busy_stream_with_campaigns_gives_the_same_text(monkeypatch: Any) -> N
     # Small batches, so that the index's text is joined from several of them.
     monkeypatch.setattr(near_duplicates_module, "_ROWS_AT_ONCE", 7)
     plan = ScenarioPlan(first_after=20, every=90, duration=60, kinds=("campaign", "brand_crisis"))
-    gen = StreamGenerator(seed=4, source="synthetic", rate=200.0, origin=START, plan=plan)
+    gen = StreamGenerator(seed=4, source="synthetic", rate=50.0, origin=START, plan=plan)
     engine = Engine([rule for rule in bench_rules() if not rule.match_all], EngineConfig())
     ts = START
     for seq in range(1, 12_001):

@@ -168,6 +168,12 @@ class _Cluster:
         return cluster
 
 
+def _account_hash(name: str) -> int:
+    """A 64-bit hash of an account name that is the same in every process (`hash` of a str is salted
+    per process, and a fired campaign's filter is saved in snapshots)."""
+    return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "little")
+
+
 class _Accounts:
     """The accounts a fired campaign has seen, as a Bloom filter of a fixed size, allocated whole
     when the campaign fires: what a long run holds is then reached at once, instead of a set filling
@@ -196,8 +202,7 @@ class _Accounts:
     def __len__(self) -> int:
         return self.count
 
-    def _probes(self, name: str) -> tuple[int, int, int, int]:
-        h = int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "little")
+    def _probes(self, h: int) -> tuple[int, int, int, int]:
         mask = self.mask
         return h & mask, (h >> 16) & mask, (h >> 32) & mask, (h >> 48) & mask
 
@@ -205,12 +210,16 @@ class _Accounts:
         if not isinstance(name, str):
             return False
         bits = self.bits
-        return all(bits[p >> 3] >> (p & 7) & 1 for p in self._probes(name))
+        return all(bits[p >> 3] >> (p & 7) & 1 for p in self._probes(_account_hash(name)))
 
     def add(self, name: str) -> None:
-        bits = self.bits
+        self.add_hash(_account_hash(name))
+
+    def add_hash(self, h: int) -> None:
+        """Add the account whose `_account_hash` is `h`."""
+        bits, mask = self.bits, self.mask
         new = False
-        for p in self._probes(name):
+        for p in (h & mask, (h >> 16) & mask, (h >> 32) & mask, (h >> 48) & mask):  # `_probes`
             byte, bit = p >> 3, 1 << (p & 7)
             held = bits[byte]
             if not held & bit:
@@ -219,9 +228,32 @@ class _Accounts:
         if new:  # (an account whose four bits were all set already counts as known: see `in`)
             self.count += 1
 
-    def known(self, names: Iterable[str]) -> int:
-        """How many of `names` (each once) were added, give or take a false positive."""
-        return sum(1 for name in names if name in self)
+    def knows_half(self, hashes: list[int]) -> bool:
+        """Whether at least half of the accounts whose `_account_hash`es are `hashes` (each once)
+        were added, give or take a false positive. An account not added nearly always fails at its
+        first probe, and the answer is known once half are found, or can no longer be."""
+        bits, mask = self.bits, self.mask
+        needed = (len(hashes) + 1) // 2
+        left = len(hashes)
+        for h in hashes:
+            if needed > left:
+                return False
+            left -= 1
+            p = h & mask
+            if not bits[p >> 3] >> (p & 7) & 1:
+                continue
+            p = (h >> 16) & mask
+            if not bits[p >> 3] >> (p & 7) & 1:
+                continue
+            p = (h >> 32) & mask
+            if not bits[p >> 3] >> (p & 7) & 1:
+                continue
+            p = (h >> 48) & mask
+            if bits[p >> 3] >> (p & 7) & 1:
+                needed -= 1
+                if not needed:
+                    return True
+        return needed <= 0
 
     def saved(self) -> str:
         return b64encode(self.bits).decode("ascii")
@@ -420,14 +452,17 @@ class CampaignDetector(RuleDetector):
         (some posts could join either) or if half of its accounts (`names`, each once) already
         posted in the campaign.
         """
+        hashes: list[int] | None = None  # the names' hashes, worked out once for all campaigns
         for campaign in self.campaigns.values():
             if ts >= campaign.until:
                 continue
             near = distance(cluster.seed, campaign.seed) <= 2 * self.config.max_distance
             # (The shared accounts are counted only when there could be enough of them.)
-            if near or (
-                2 * len(campaign.authors) >= len(names) and 2 * campaign.authors.known(names) >= len(names)
-            ):
+            if not near and 2 * len(campaign.authors) >= len(names):
+                if hashes is None:
+                    hashes = [_account_hash(name) for name in names]
+                near = campaign.authors.knows_half(hashes)
+            if near:
                 cluster.campaign = campaign.seed
                 cluster.fired_rank = Severity.HIGH.rank  # covered: no escalation of a duplicate either
                 cluster.cooldown_until = campaign.until
