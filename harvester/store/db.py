@@ -139,6 +139,13 @@ _PRUNE_PLAN = (
 )
 
 
+_SAVE_STATE = (
+    "INSERT INTO engine_state (name, data, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+)
+_SCRATCH_STATE = "\x00unbind"  # no snapshot's name (see `Store.save_state`)
+
+
 class Store:
     """The store. Create it with `await Store.open(path)` and `await store.close()` it at shutdown."""
 
@@ -701,12 +708,21 @@ class Store:
 
     async def save_state(self, name: str, data: str, now: float) -> None:
         """Store (replacing) the snapshot called `name`, e.g. a detector's learned baselines."""
-        await self._execute(
-            "save_state",
-            "INSERT INTO engine_state (name, data, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-            (name, data, now),
-        )
+
+        async def run() -> int:
+            async with self._lock:
+                db = self._open_connection()
+                with store_errors("save_state"):
+                    cursor = await db.execute(_SAVE_STATE, (name, data, now))
+                    # SQLite keeps a statement's last bindings (its own copy of them) until it runs
+                    # again, and Python caches the statement: the engine's snapshot, megabytes, stayed
+                    # in SQLite's heap until the next one. Run again on a scratch row, removed at
+                    # once, the statement holds a few bytes.
+                    await db.execute(_SAVE_STATE, (_SCRATCH_STATE, "", now))
+                    await db.execute("DELETE FROM engine_state WHERE name = ?", (_SCRATCH_STATE,))
+                    return cursor.rowcount
+
+        await self._shielded(self._counted_write(run))
 
     async def load_state(self, name: str) -> str | None:
         rows = await self._fetch("load_state", "SELECT data FROM engine_state WHERE name = ?", (name,))
