@@ -13,7 +13,13 @@ from datetime import timedelta
 
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors.base import Observation
-from harvester.engine.detectors.campaign import CampaignDetector, _account_hash, _Accounts
+from harvester.engine.detectors.campaign import (
+    CampaignDetector,
+    _account_hash,
+    _Accounts,
+    _Cluster,
+    _hashes_of,
+)
 from harvester.models import Post, Signal
 from tests.helpers import T0, make_post
 
@@ -119,3 +125,20 @@ def test_a_filter_saved_at_another_size_keeps_its_size() -> None:
     (campaign,) = det.campaigns.values()
     assert len(campaign.authors.bits) == len(small.bits) == 512
     assert all(name in campaign.authors for name in names) and len(campaign.authors) == 32
+
+
+def test_a_clusters_account_hashes_are_kept_and_stay_bounded() -> None:
+    cluster = _Cluster(seed=1, text="t", first_seen=0.0, last_seen=0.0)
+    cluster.authors = {f"acct{i}": complex(0.0, -1.0) for i in range(20)}
+    names = list(cluster.authors)
+    assert _hashes_of(cluster, names) == [_account_hash(name) for name in names]
+    assert cluster.hashes is not None and len(cluster.hashes) == 20
+    kept = cluster.hashes
+    assert _hashes_of(cluster, names[:5]) == [_account_hash(name) for name in names[:5]]
+    assert cluster.hashes is kept  # asked again: worked out from the cache
+    # Accounts that left the view are not kept for ever: past twice the view's accounts (+16), the
+    # cache starts afresh.
+    gone = [f"old{i}" for i in range(60)]
+    _hashes_of(cluster, gone)
+    assert _hashes_of(cluster, names) == [_account_hash(name) for name in names]
+    assert len(cluster.hashes) <= 2 * len(cluster.authors) + 16 + len(names)
