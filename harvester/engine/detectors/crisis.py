@@ -152,19 +152,7 @@ class CrisisDetector(RuleDetector):
         bucket = self.window.bucket_for(ts)
         if bucket is None:
             return []
-        bucket.posts += 1
-        if obs.sentiment is not None:
-            bucket.scored += 1
-            bucket.sentiment_sum += obs.sentiment
-        post = obs.post
-        bucket.authors.add(post.author)
-        found = obs.found(self.crisis_terms)  # worked out once per post for every rule it matched
-        if found:
-            bucket.crisis_posts += 1
-            counts = bucket.crisis_terms
-            for term in found:
-                counts[term] = counts.get(term, 0) + 1
-            bucket.evidence.add(obs, self.examples)
+        self._fold(bucket, (obs,))
         if self.spike is None:
             return []
         if bucket is not self.window.buckets[-1]:

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from harvester.config.detectors import SentimentShiftConfig
 from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, Throttle, at
-from harvester.engine.detectors.batch import NEUTRAL_BAND, facts_of
+from harvester.engine.detectors.batch import facts_of
 from harvester.engine.detectors.evidence import DistinctCount, Tally, top_examples, top_terms
 from harvester.engine.windows import BucketWindow, EwmaBaseline, bucket_runs
 from harvester.models import Severity, Signal
@@ -221,25 +221,13 @@ class SentimentShiftDetector(RuleDetector):
         return []
 
     def observe(self, obs: Observation) -> list[Signal]:
-        score = obs.sentiment
-        if score is None:  # unscored posts say nothing about sentiment; time still moves
+        if obs.sentiment is None:  # unscored posts say nothing about sentiment; time still moves
             return self.advance(obs.ts)
         self._roll(obs.ts)
         bucket = self.window.bucket_for(obs.ts)
         if bucket is None:  # later than the allowed lateness
             return []
-        bucket.n += 1
-        bucket.total += score
-        bucket.squares += score * score
-        post = obs.post
-        bucket.authors.add(post.author)
-        # Evidence by side: a drop is explained by its negative posts, a surge by its positive ones.
-        if score <= -NEUTRAL_BAND:
-            bucket.negative_posts += 1
-            bucket.negative.add(obs, self.examples)
-        elif score >= NEUTRAL_BAND:
-            bucket.positive_posts += 1
-            bucket.positive.add(obs, self.examples)
+        self._fold(bucket, (obs,))
         if bucket is not self.window.buckets[-1]:
             self._sum_closed()  # a late post changed a closed bucket
         return self._evaluate(obs.ts) if self.warmed_up and self.throttle.due(obs.ts) else []
