@@ -340,20 +340,19 @@ class Engine:
         (the soak's resident size rose at each snapshot). The text is what `json.dumps` of the whole
         gives."""
         self._held += self.flush()  # the state of every post seen so far
-        parts = ['{"version":', _encode(SNAPSHOT_VERSION), ',"rules":{']
-        for n, (name, rule) in enumerate(self.rules.items()):
-            parts.append(("," if n else "") + _encode(name) + ":{")
-            for k, (kind, (_, detector)) in enumerate(rule.detectors.items()):
-                parts.append(("," if k else "") + _encode(kind) + ":" + _snapshot_json(detector))
-            parts.append("}")
-        parts.append('},"stream":{')
-        for k, watcher in enumerate(self.stream):  # (one stream detector per kind)
-            parts.append(("," if k else "") + _encode(watcher.kind) + ":" + _snapshot_json(watcher))
-        parts.append("}")
+        rules = (
+            (name, _json_object((kind, _snapshot_json(d)) for kind, (_, d) in rule.detectors.items()))
+            for name, rule in self.rules.items()
+        )
+        parts = [
+            ("version", _encode(SNAPSHOT_VERSION)),
+            ("rules", _json_object(rules)),
+            # (one stream detector per kind)
+            ("stream", _json_object((watcher.kind, _snapshot_json(watcher)) for watcher in self.stream)),
+        ]
         if self.near_duplicates is not None:
-            parts.append(',"near_duplicates":' + _snapshot_json(self.near_duplicates))
-        parts.append("}")
-        return "".join(parts)
+            parts.append(("near_duplicates", _snapshot_json(self.near_duplicates)))
+        return _json_object(parts)
 
     def restore(self, blob: str) -> int:
         """Restore detector state for the rules that still exist; returns how many rules were restored."""
@@ -378,6 +377,11 @@ class Engine:
             if stream_state:
                 detector.restore(stream_state)
         return restored
+
+
+def _json_object(members: Iterable[tuple[str, str]]) -> str:
+    """A JSON object from (key, value already encoded) pairs, in order."""
+    return "{" + ",".join(_encode(key) + ":" + value for key, value in members) + "}"
 
 
 def _snapshot_json(holder: Any) -> str:
