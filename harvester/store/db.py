@@ -709,20 +709,16 @@ class Store:
     async def save_state(self, name: str, data: str, now: float) -> None:
         """Store (replacing) the snapshot called `name`, e.g. a detector's learned baselines."""
 
-        async def run() -> int:
-            async with self._lock:
-                db = self._open_connection()
-                with store_errors("save_state"):
-                    cursor = await db.execute(_SAVE_STATE, (name, data, now))
-                    # SQLite keeps a statement's last bindings (its own copy of them) until it runs
-                    # again, and Python caches the statement: the engine's snapshot, megabytes, stayed
-                    # in SQLite's heap until the next one. Run again on a scratch row, removed at
-                    # once, the statement holds a few bytes.
-                    await db.execute(_SAVE_STATE, (_SCRATCH_STATE, "", now))
-                    await db.execute("DELETE FROM engine_state WHERE name = ?", (_SCRATCH_STATE,))
-                    return cursor.rowcount
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute(_SAVE_STATE, (name, data, now))
+            # SQLite keeps a statement's last bindings (its own copy of them) until it runs again,
+            # and Python caches the statement: the engine's snapshot, megabytes, stayed in SQLite's
+            # heap until the next one. Run again on a scratch row, removed in the same transaction,
+            # the statement holds a few bytes.
+            await db.execute(_SAVE_STATE, (_SCRATCH_STATE, "", now))
+            await db.execute("DELETE FROM engine_state WHERE name = ?", (_SCRATCH_STATE,))
 
-        await self._shielded(self._counted_write(run))
+        await self._transaction("save_state", work)
 
     async def load_state(self, name: str) -> str | None:
         rows = await self._fetch("load_state", "SELECT data FROM engine_state WHERE name = ?", (name,))
