@@ -32,6 +32,7 @@ def make_post(
     source: str = "test",
     author: str | None = None,
     likes: int | None = None,
+    followers: int | None = None,
 ) -> Post:
     when = at or T0 + timedelta(seconds=n)
     return Post(
@@ -43,4 +44,19 @@ def make_post(
         created_at=when,
         received_at=when,
         likes=likes,
+        followers=followers,
     )
+
+
+# A campaign's message for the near-duplicate and campaign tests. Thirty words: one swapped word
+# moves a few of the 64 SimHash bits (a short text moves many more).
+CAMPAIGN_MESSAGE = (
+    "Acme Air is hiding the truth about the engine failures on their new planes, the regulators were "
+    "told months ago and nobody did anything, share this before they delete it"
+)
+
+
+def post_at(n: int, text: str, author: str, ts: float, followers: int | None = None) -> Post:
+    """Post number `n` by `author` at `ts` (epoch seconds of event time)."""
+    when = T0 + timedelta(seconds=ts - T0.timestamp())
+    return make_post(n, text, at=when, author=author, followers=followers)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
 
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors.base import Observation
@@ -20,20 +19,14 @@ from harvester.engine.detectors.campaign import (
     _Cluster,
     _hashes_of,
 )
-from harvester.models import Post, Signal
-from tests.helpers import T0, make_post
+from harvester.models import Signal
+from tests.helpers import CAMPAIGN_MESSAGE as MESSAGE
+from tests.helpers import T0
+from tests.helpers import post_at as post
 
 START = T0.timestamp()
-MESSAGE = (
-    "Acme Air is hiding the truth about the engine failures on their new planes, the regulators were "
-    "told months ago and nobody did anything, share this before they delete it"
-)
 # The same accounts push a reworded version: a cluster of its own, far from the first one's seed.
 OTHER = "Share this before they delete it: Acme Air hides engine failures from every passenger today"
-
-
-def post(n: int, text: str, author: str, ts: float) -> Post:
-    return make_post(n, text, at=T0 + timedelta(seconds=ts - START), author=author)
 
 
 def half_known(accounts: _Accounts, names: list[str]) -> bool:

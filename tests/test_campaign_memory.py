@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import string
-from datetime import timedelta
 
 from harvester.config.detectors import CampaignConfig
 from harvester.engine.detectors import campaign as campaign_module
@@ -16,18 +15,11 @@ from harvester.engine.detectors.base import Observation
 from harvester.engine.detectors.campaign import CampaignDetector, index_for
 from harvester.engine.detectors.near_duplicates import Cluster, NearDuplicateIndex, PostRef
 from harvester.models import Post, Severity, Signal
-from tests.helpers import T0, make_post
+from tests.helpers import CAMPAIGN_MESSAGE as MESSAGE
+from tests.helpers import T0
+from tests.helpers import post_at as post
 
 START = T0.timestamp()
-MESSAGE = (
-    "Acme Air is hiding the truth about the engine failures on their new planes, the regulators were "
-    "told months ago and nobody did anything, share this before they delete it"
-)
-
-
-def post(n: int, text: str, author: str, ts: float, followers: int | None = None) -> Post:
-    made = make_post(n, text, at=T0 + timedelta(seconds=ts - START), author=author)
-    return Post(**{**{f: getattr(made, f) for f in made.__dataclass_fields__}, "followers": followers})
 
 
 def distinct_text(rng: random.Random) -> str:

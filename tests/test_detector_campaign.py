@@ -20,14 +20,10 @@ from harvester.engine.detectors.campaign import CampaignDetector, index_for
 from harvester.engine.detectors.near_duplicates import NearDuplicateIndex
 from harvester.models import Post, Severity, Signal
 from harvester.sources.synthetic_text import ScenarioPlan, StreamGenerator
+from tests.helpers import CAMPAIGN_MESSAGE as MESSAGE
 from tests.helpers import T0, make_post
 
 START = T0.timestamp()
-# Thirty words: one swapped word moves a few of the 64 SimHash bits (a short text moves many more).
-MESSAGE = (
-    "Acme Air is hiding the truth about the engine failures on their new planes, the regulators were "
-    "told months ago and nobody did anything, share this before they delete it"
-)
 SWAPS = ("truth", "story", "reality", "details", "evidence", "numbers")
 EVERYDAY = (
     "just landed in lisbon and the weather is lovely, off to find coffee",

@@ -11,7 +11,6 @@ import hashlib
 import random
 import re
 import string
-from datetime import timedelta
 
 import pytest
 
@@ -20,19 +19,12 @@ from harvester.engine.detectors.base import Observation
 from harvester.engine.detectors.campaign import CampaignDetector
 from harvester.engine.detectors.near_duplicates import Cluster, Lone, NearDuplicateIndex, PostRef
 from harvester.engine.simhash import BandSplit, is_repost, simhash, words
-from harvester.models import Post
-from tests.helpers import T0, make_post
+from tests.helpers import CAMPAIGN_MESSAGE as MESSAGE
+from tests.helpers import T0
+from tests.helpers import post_at as post
 
 START = T0.timestamp()
-MESSAGE = (
-    "Acme Air is hiding the truth about the engine failures on their new planes, the regulators were "
-    "told months ago and nobody did anything, share this before they delete it"
-)
 OTHER = "my cat knocked a plant off the shelf again this morning, classic tuesday at our place"
-
-
-def post(n: int, text: str, author: str, ts: float) -> Post:
-    return make_post(n, text, at=T0 + timedelta(seconds=ts - START), author=author)
 
 
 def index(**overrides: float) -> NearDuplicateIndex:
