@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from harvester.config.schema import EngineConfig, RuleConfig
-from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector
+from harvester.engine.detectors.base import Observation, RuleDetector, StreamDetector, encode_json
 from harvester.engine.detectors.batch import Batch
 from harvester.engine.detectors.campaign import CampaignDetector, index_for
 from harvester.engine.detectors.cashtags import NewCashtagDetector
@@ -37,7 +37,6 @@ from harvester.engine.volume import VolumeSpikeDetector
 from harvester.models import Post, Signal
 
 SNAPSHOT_VERSION = 2
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 DetectorFactory = Callable[[str, Any, "Engine"], RuleDetector]
 
 # kind of settings (the key under `engine:` and in a rule) -> how to build its detector. The crisis
@@ -345,7 +344,7 @@ class Engine:
             for name, rule in self.rules.items()
         )
         parts = [
-            ("version", _encode(SNAPSHOT_VERSION)),
+            ("version", encode_json(SNAPSHOT_VERSION)),
             ("rules", _json_object(rules)),
             # (one stream detector per kind)
             ("stream", _json_object((watcher.kind, _snapshot_json(watcher)) for watcher in self.stream)),
@@ -381,14 +380,14 @@ class Engine:
 
 def _json_object(members: Iterable[tuple[str, str]]) -> str:
     """A JSON object from (key, value already encoded) pairs, in order."""
-    return "{" + ",".join(_encode(key) + ":" + value for key, value in members) + "}"
+    return "{" + ",".join(encode_json(key) + ":" + value for key, value in members) + "}"
 
 
 def _snapshot_json(holder: Any) -> str:
     """One part of the snapshot as JSON: the holder's own `snapshot_json()` where it has one (built
     a row at a time), else its `snapshot()` encoded."""
     own = getattr(holder, "snapshot_json", None)
-    return str(own()) if own is not None else _encode(holder.snapshot())
+    return str(own()) if own is not None else encode_json(holder.snapshot())
 
 
 def _most_shared_crisis_words(rules: Iterable[_RuleState]) -> frozenset[str] | None:

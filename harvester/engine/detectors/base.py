@@ -10,6 +10,7 @@ example posts) need not survive.
 
 from __future__ import annotations
 
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -151,6 +152,11 @@ class Observation:
 
 def at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+# How the engine encodes its snapshot (compact JSON); a detector that writes its own part of it
+# (`snapshot_json`) encodes with the same, so the text is what encoding its `snapshot()` gives.
+encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def finite(value: float) -> float | None:

@@ -31,7 +31,6 @@ What is not a campaign:
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from base64 import b64decode, b64encode
 from collections import OrderedDict
@@ -42,7 +41,14 @@ from itertools import pairwise
 from typing import Any
 
 from harvester.config.detectors import CampaignConfig
-from harvester.engine.detectors.base import MIN_COOLDOWN_S, Observation, RuleDetector, at, finite
+from harvester.engine.detectors.base import (
+    MIN_COOLDOWN_S,
+    Observation,
+    RuleDetector,
+    at,
+    encode_json,
+    finite,
+)
 from harvester.engine.detectors.near_duplicates import (
     NearDuplicateIndex,
     NearDuplicates,
@@ -69,7 +75,6 @@ _EXAMPLE_AUTHORS = 10
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 _TOP_RANK = _LEVELS[-1].rank
 _NO_FOLLOWERS = -1.0  # the imaginary part of an account's entry when its followers are not known
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # as the engine writes its snapshot
 
 
 @dataclass(slots=True)
@@ -570,8 +575,8 @@ class CampaignDetector(RuleDetector):
         then encoded, that is a few megabytes of small objects at once, every snapshot, and Python
         keeps the arenas they took (a few survivors pin each one), so the resident size rose by a
         step at each snapshot. One view's row at a time, encoded at once, is a few kilobytes."""
-        rows = ",".join(map(_encode, map(_Cluster.row, self._saved_views())))
-        campaigns, quiet = _encode(self._campaign_rows()), _encode(finite(self.quiet_until))
+        rows = ",".join(map(encode_json, map(_Cluster.row, self._saved_views())))
+        campaigns, quiet = encode_json(self._campaign_rows()), encode_json(finite(self.quiet_until))
         return f'{{"clusters":[{rows}],"campaigns":{campaigns},"quiet_until":{quiet}}}'
 
     def _saved_views(self) -> Iterator[_Cluster]:

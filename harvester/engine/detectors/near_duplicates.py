@@ -35,7 +35,6 @@ rule that starts counting then still counts it. Both answer what a rule reads of
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
+from harvester.engine.detectors.base import encode_json
 from harvester.engine.simhash import BandSplit, is_repost
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 _MAX_MEMBERS = 16  # distinct fingerprints a cluster is found under
 TEXT_CHARS = 280  # of the representative text kept for the alert
 _ROWS_AT_ONCE = 256  # clusters encoded at once by `snapshot_json`
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # as the engine writes its snapshot
 
 
 class PostRef(NamedTuple):
@@ -425,7 +424,7 @@ class NearDuplicateIndex:
         rows = self._rows()
         parts = []
         while batch := list(islice(rows, _ROWS_AT_ONCE)):
-            parts.append(_encode(batch)[1:-1])
+            parts.append(encode_json(batch)[1:-1])
         return '{"clusters":[' + ",".join(parts) + "]}"
 
     def _rows(self) -> Iterator[list[Any]]:
